@@ -1,0 +1,231 @@
+"""Backpropagation through time, derived by hand, for one direction of one LSTM layer.
+
+Forward, at each step t (stacked gate order i, f, g, o; see `gates.py`):
+
+    (F1) z_t  = W x_t + U h_{t-1} + b                      (B, 4H) pre-activations
+    (F2) i, f, o = σ(z_i), σ(z_f), σ(z_o);  g = tanh(z_g)
+    (F3) c_t  = f ⊙ c_{t-1} + i ⊙ g
+    (F4) r_t  = o ⊙ tanh(c_t)
+    (F5) h_t  = r_t  (or W_hr r_t with a projection)
+    (F6) y_t  = h_t                                         the layer's output at step t
+
+Backward, visiting the steps in the opposite order, with dh and dc the gradients flowing into step t
+from later steps (starting from dL/dh_n and dL/dc_n):
+
+    (B6) dh_t  = dh + dL/dy_t                               ∂ of F6 plus the recurrent path
+    (B5) dr    = dh_t  (or dh_t W_hr);  dW_hr += dh_tᵀ r_t  ∂ of F5
+    (B4) do    = dr ⊙ tanh(c_t);  dc_t = dc + dr ⊙ o ⊙ (1 - tanh²(c_t))      ∂ of F4
+    (B3) df    = dc_t ⊙ c_{t-1};  di = dc_t ⊙ g;  dg = dc_t ⊙ i;  dc ← dc_t ⊙ f   ∂ of F3
+    (B2) dz_i  = di ⊙ i(1-i);  dz_f = df ⊙ f(1-f);  dz_o = do ⊙ o(1-o);  dz_g = dg ⊙ (1-g²)   ∂ of F2
+    (B1) dh    ← dz U;  and over all steps at once:                         ∂ of F1
+         dx = dz W,  dW = Σ_t dz_tᵀ x_t,  dU = Σ_t dz_tᵀ h_{t-1},  db = Σ_t Σ_batch dz_t
+
+The input product W x_t of every step is one GEMM before the loop, and the three weight gradients are
+one GEMM each after it: only U h_{t-1} and dz U run step by step. Rows that are not running at a step
+(packed batches: see `sequence.py`) are skipped: their state and its gradient pass through unchanged.
+
+`LSTMSequence` wraps this in a `torch.autograd.Function`. It uses the compiled twin in `_native/`
+(same equations, same arguments) on CPU when it is built, and these PyTorch ops everywhere else.
+Double backward is not derived and raises.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from lstmbyhand import native
+from lstmbyhand.sequence import active_rows, time_steps
+
+
+def forward(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor | None,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, ...]:
+    """F1-F6 over all steps. x (T, B, I), h0 (B, P), c0 (B, H), bias = b_ih + b_hh (4H,) or None.
+
+    Returns output (T, B, P), h_n (B, P), c_n (B, H) and the cache the backward needs:
+    gates (T, B, 4H) activated i, f, g, o; h_prev (T, B, P); c_prev (T, B, H); tanh_c (T, B, H).
+    """
+    T, B, _ = x.shape
+    H, P = c0.shape[1], h0.shape[1]
+    xw = x.reshape(T * B, -1) @ weight_ih.T  # (T*B, 4H) F1's input part, one GEMM
+    if bias is not None:
+        xw += bias
+    xw = xw.view(T, B, 4 * H)
+    output = x.new_zeros(T, B, P)
+    gates = x.new_zeros(T, B, 4 * H)
+    h_prev = x.new_zeros(T, B, P)
+    c_prev = x.new_zeros(T, B, H)
+    tanh_c = x.new_zeros(T, B, H)
+    h, c = h0.clone(), c0.clone()  # (B, P), (B, H)
+    w_hh_t = weight_hh.T  # (P, 4H)
+    for t in time_steps(T, reverse):
+        n = active_rows(batch_sizes, t, B)
+        h_prev[t, :n] = h[:n]
+        c_prev[t, :n] = c[:n]
+        z = torch.addmm(xw[t, :n], h[:n], w_hh_t)  # (n, 4H) F1
+        act = gates[t, :n]  # (n, 4H) view
+        act[:, : 2 * H] = torch.sigmoid(z[:, : 2 * H])  # F2: i, f
+        act[:, 2 * H : 3 * H] = torch.tanh(z[:, 2 * H : 3 * H])  # F2: g
+        act[:, 3 * H :] = torch.sigmoid(z[:, 3 * H :])  # F2: o
+        i, f, g, o = act.chunk(4, dim=1)  # each (n, H)
+        c_t = torch.addcmul(f * c[:n], i, g)  # (n, H) F3
+        tc = torch.tanh(c_t)
+        tanh_c[t, :n] = tc
+        r = o * tc  # (n, H) F4
+        h_t = r if weight_hr is None else r @ weight_hr.T  # (n, P) F5
+        c[:n] = c_t
+        h[:n] = h_t
+        output[t, :n] = h_t  # F6
+    return output, h, c, gates, h_prev, c_prev, tanh_c
+
+
+def forward_inference(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor | None,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`forward` when no gradient is needed: output, h_n, c_n and no cache."""
+    return forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse)[:3]
+
+
+def backward(
+    d_output: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+    gates: Tensor,
+    h_prev: Tensor,
+    c_prev: Tensor,
+    tanh_c: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """B6-B1: gradients of x, h0, c0, weight_ih, weight_hh, bias, weight_hr (None without projection)."""
+    T, B, _ = x.shape
+    H = tanh_c.shape[2]
+    dz = x.new_zeros(T, B, 4 * H)
+    d_h_all = x.new_zeros(T, B, d_output.shape[2]) if weight_hr is not None else None
+    dh, dc = d_hn.clone(), d_cn.clone()  # (B, P), (B, H)
+    for t in reversed(time_steps(T, reverse)):
+        n = active_rows(batch_sizes, t, B)
+        dh_t = dh[:n] + d_output[t, :n]  # (n, P) B6
+        if weight_hr is None:
+            dr = dh_t  # B5
+        else:
+            d_h_all[t, :n] = dh_t
+            dr = dh_t @ weight_hr  # (n, H) B5
+        i, f, g, o = gates[t, :n].chunk(4, dim=1)  # each (n, H)
+        tc = tanh_c[t, :n]
+        d_o = dr * tc  # B4
+        dc_t = dc[:n] + dr * o * (1 - tc * tc)  # B4
+        dz_t = dz[t, :n]  # (n, 4H) view
+        dz_t[:, :H] = dc_t * g * i * (1 - i)  # B3, B2: input gate
+        dz_t[:, H : 2 * H] = dc_t * c_prev[t, :n] * f * (1 - f)  # B3, B2: forget gate
+        dz_t[:, 2 * H : 3 * H] = dc_t * i * (1 - g * g)  # B3, B2: candidate
+        dz_t[:, 3 * H :] = d_o * o * (1 - o)  # B2: output gate
+        dc[:n] = dc_t * f  # B3
+        dh[:n] = dz_t @ weight_hh  # (n, P) B1
+    dz_flat = dz.view(T * B, 4 * H)
+    dx = (dz_flat @ weight_ih).view_as(x)  # (T, B, I) B1
+    d_weight_ih = dz_flat.T @ x.reshape(T * B, -1)  # (4H, I) B1
+    d_weight_hh = dz_flat.T @ h_prev.view(T * B, -1)  # (4H, P) B1
+    d_bias = dz_flat.sum(0)  # (4H,) B1
+    d_weight_hr = None
+    if weight_hr is not None:
+        r = gates[:, :, 3 * H :] * tanh_c  # (T, B, H) F4 again, zero where rows did not run
+        d_weight_hr = d_h_all.view(T * B, -1).T @ r.view(T * B, H)  # (P, H) B5
+    return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
+
+
+class LSTMSequence(torch.autograd.Function):
+    """One layer direction with the hand-derived backward; see the module docstring."""
+
+    @staticmethod
+    def forward(
+        ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse
+    ):
+        bias = None if bias_ih is None else bias_ih + bias_hh
+        kernels = native.kernels_for(x)
+        output, h_n, c_n, *cache = kernels.forward(
+            x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
+        )
+        ctx.save_for_backward(x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache)
+        ctx.reverse = reverse
+        ctx.has_bias = bias is not None
+        ctx.kernels = kernels
+        return output, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_output, d_hn, d_cn):
+        x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache = ctx.saved_tensors
+        dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = ctx.kernels.backward(
+            d_output.contiguous(),
+            d_hn.contiguous(),
+            d_cn.contiguous(),
+            x,
+            weight_ih,
+            weight_hh,
+            weight_hr,
+            batch_sizes,
+            ctx.reverse,
+            *cache,
+        )
+        d_bias = d_bias if ctx.has_bias else None
+        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, d_bias, dw_hr, None, None
+
+
+def lstm_sequence(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None = None,
+    bias_hh: Tensor | None = None,
+    weight_hr: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer direction with hand-derived BPTT: same arguments and results as `reference_sequence`."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad
+        for t in (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
+    )
+    if not needs_grad:
+        bias = None if bias_ih is None else bias_ih + bias_hh
+        kernels = native.kernels_for(x)
+        return kernels.forward_inference(
+            x.contiguous(), h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
+        )
+    return LSTMSequence.apply(
+        x.contiguous(),
+        h0.contiguous(),
+        c0.contiguous(),
+        weight_ih.contiguous(),
+        weight_hh.contiguous(),
+        bias_ih,
+        bias_hh,
+        None if weight_hr is None else weight_hr.contiguous(),
+        batch_sizes,
+        reverse,
+    )
