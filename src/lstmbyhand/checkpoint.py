@@ -1,0 +1,106 @@
+"""The resumable training state, as tensors + JSON (no pickle): what `--resume` needs to continue.
+
+tensors                                    JSON (the file's metadata)
+  model.<name>    current weights            epoch, best_val, best_epoch, bad_epochs
+  best.<name>     best weights so far        history: one metrics row per finished epoch
+  optim.<i>.<k>   Adam's per-parameter       param_groups: lr, betas, eps, ... per group
+                  step, exp_avg, exp_avg_sq
+  rng.torch       torch.get_rng_state()      (the data order is a function of seed and epoch)
+  rng.cuda        CUDA RNG states, when used
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from lstmbyhand.errors import UserError
+
+
+@dataclass
+class Progress:
+    """Where training stands after a finished epoch (0: none yet)."""
+
+    epoch: int = 0
+    best_val: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        best = self.best_val if self.best_val != float("inf") else None
+        return {
+            "epoch": self.epoch,
+            "best_val": best,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Progress:
+        best = float("inf") if d["best_val"] is None else float(d["best_val"])
+        return cls(int(d["epoch"]), best, int(d["best_epoch"]), int(d["bad_epochs"]), d["history"])
+
+
+def pack(
+    model: torch.nn.Module,
+    best: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    progress: Progress,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Everything to resume from, split into tensors and JSON."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best.items()})
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for i, state in opt["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{i}.{k}"] = v
+            else:
+                scalars.setdefault(str(i), {})[k] = v
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    meta = progress.to_dict()
+    meta["param_groups"] = opt["param_groups"]
+    meta["optim_scalars"] = scalars
+    return tensors, meta
+
+
+def unpack(
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    where: str,
+) -> tuple[dict[str, torch.Tensor], Progress]:
+    """Restore model, optimizer and RNG in place; return the best weights and the progress."""
+    try:
+        current = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        model.load_state_dict(current)
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v
+        for i, scalars in meta["optim_scalars"].items():
+            state.setdefault(int(i), {}).update(scalars)
+        groups = meta["param_groups"]
+        for g in groups:
+            if "betas" in g:
+                g["betas"] = tuple(g["betas"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
+        progress = Progress.from_dict(meta)
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise UserError(
+            f"the training state in {where} does not match this run ({type(err).__name__}); "
+            "start over with --force"
+        ) from None
+    return best, progress

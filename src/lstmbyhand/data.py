@@ -1,0 +1,240 @@
+"""From a CSV file to one validated series, with its time stamps.
+
+    series = read_series("airline.csv", target="passengers", time="month", fill="none")
+    series.values      # (N,) float64, the target column
+    series.time        # (N,) the time column (DatetimeIndex, or numbers), or None
+    series.freq        # e.g. "MS" (month start) or 1 (numbers counting up by one), or None
+
+Every problem with the file is a `UserError` (a `ValueError`) that names the problem and the fix:
+the CLI prints it as one line. Windows and scalers live in `windows.py` and `scaling.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstmbyhand.errors import UserError
+
+FILL_METHODS = ("none", "interpolate", "ffill", "drop")
+MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-", "?"})
+
+# pandas frequency prefix -> the usual season length (observations per cycle)
+SEASON_OF_FREQ = {"H": 24, "h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4}
+SEASON_OF_FREQ.update({"QS": 4, "QE": 4, "BM": 12, "BMS": 12, "BME": 12})
+
+
+@dataclass
+class Series:
+    """One target column, cleaned: values (N,) float64, optional time (N,), inferred frequency."""
+
+    values: np.ndarray  # (N,)
+    time: pd.DatetimeIndex | np.ndarray | None  # (N,)
+    freq: str | float | None  # pandas offset alias for dates, the constant step for numbers
+    path: str
+    target: str
+    time_column: str | None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def season(self) -> int:
+        """The season length its frequency suggests (12 for monthly data), or 0 when unknown."""
+        if not isinstance(self.freq, str):
+            return 0
+        base = self.freq.split("-")[0].lstrip("0123456789")
+        return SEASON_OF_FREQ.get(base, 0)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV as text cells (nothing converted yet), or raise a `UserError` saying why not."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"no such file: {p}; check the path")
+    if p.is_dir():
+        raise UserError(f"{p} is a directory, not a CSV file; pass the CSV file inside it")
+    if p.stat().st_size == 0:
+        raise UserError(f"{p} is empty; expected a CSV file with a header row and data rows")
+    try:
+        table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except PermissionError:
+        raise UserError(
+            f"cannot read {p}: permission denied; check the file's permissions"
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read {p}: it is not UTF-8 text; save it as a UTF-8 CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot read {p} as CSV ({first}); check that it is comma-separated"
+        ) from None
+    if len(table.columns) == 0 or len(table) == 0:
+        raise UserError(f"{p} has no data rows; expected a header row and at least one data row")
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def read_series(
+    path: str | Path, target: str, time: str | None = None, fill: str = "none"
+) -> Series:
+    """Read `target` (and the optional `time` column) from a CSV file.
+
+    Rows are numbered as in a spreadsheet view of the data: row 1 is the first row under the header.
+    `time=None` uses the first column when it is not the target and reads as times or numbers.
+    """
+    if fill not in FILL_METHODS:
+        raise UserError(f"unknown fill method {fill!r}; choose one of {', '.join(FILL_METHODS)}")
+    table = read_table(path)
+    columns = list(table.columns)
+    if target not in columns:
+        raise UserError(
+            f"no column {target!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
+            "pass one of them with --target"
+        )
+    if time is not None and time not in columns:
+        raise UserError(
+            f"no column {time!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
+            "pass one of them with --time, or leave --time out"
+        )
+    if time is not None and time == target:
+        raise UserError(f"--time and --target are both {time!r}; the time column must differ")
+
+    values = parse_numbers(table[target], target, fill)  # (N,) with NaN where missing
+    keep = np.ones(len(values), dtype=bool)
+    if fill == "drop":
+        keep = ~np.isnan(values)
+
+    time_column, stamps = None, None
+    if time is not None:
+        time_column, stamps = time, parse_time(table[time][keep], time, strict=True)
+    elif columns[0] != target:
+        stamps = parse_time(table[columns[0]][keep], columns[0], strict=False)
+        time_column = columns[0] if stamps is not None else None
+
+    values = fill_missing(values, fill)[keep] if fill != "drop" else values[keep]
+    if len(values) == 0:
+        raise UserError(f"column {target!r} in {path} has no values left; check the file")
+    freq = infer_freq(stamps) if stamps is not None else None
+    return Series(values, stamps, freq, str(path), target, time_column)
+
+
+def parse_numbers(cells: pd.Series, column: str, fill: str) -> np.ndarray:
+    """Text cells -> (N,) float64; NaN where missing. Non-numeric and infinite cells are errors."""
+    text = cells.astype(str).str.strip()
+    missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
+    numbers = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(numbers) & ~missing)
+    if len(bad):
+        row = int(bad[0])
+        raise UserError(
+            f"non-numeric value {text.iloc[row]!r} in column {column!r} at row {row + 1} "
+            f"(line {row + 2} of the file); fix that cell or remove the row"
+        )
+    infinite = np.flatnonzero(np.isinf(numbers))
+    if len(infinite):
+        row = int(infinite[0])
+        raise UserError(
+            f"infinite value {text.iloc[row]!r} in column {column!r} at row {row + 1}; "
+            "replace it with a finite number or remove the row"
+        )
+    n_missing = int(missing.sum())
+    if n_missing and fill == "none":
+        first = int(np.flatnonzero(missing)[0])
+        raise UserError(
+            f"column {column!r} has {n_missing} missing value(s), the first at row {first + 1}; "
+            "pass --fill interpolate, --fill ffill or --fill drop"
+        )
+    if n_missing == len(numbers):
+        raise UserError(f"column {column!r} has no values, only missing cells; check the file")
+    return numbers
+
+
+def fill_missing(values: np.ndarray, fill: str) -> np.ndarray:
+    """Fill NaN gaps: linear interpolation or carry forward (leading gaps take the first value)."""
+    s = pd.Series(values)
+    if fill == "interpolate":
+        s = s.interpolate(method="linear", limit_direction="both")
+    elif fill == "ffill":
+        s = s.ffill().bfill()
+    return s.to_numpy(dtype=np.float64)
+
+
+def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex | np.ndarray | None:
+    """Numbers (years, step counts) or dates, strictly increasing. Not strict: None if unusable."""
+    text = cells.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    if not numbers.isna().any():
+        stamps: pd.DatetimeIndex | np.ndarray = numbers.to_numpy(dtype=np.float64)
+        if np.all(stamps == np.round(stamps)):
+            stamps = stamps.astype(np.int64)
+        order = np.diff(stamps)
+    else:
+        try:
+            stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="raise", format="mixed"))
+        except (ValueError, TypeError, OverflowError):
+            if not strict:
+                return None
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise UserError(
+                f"time column {column!r} has {text.iloc[row]!r} at row {row + 1}, not a date or "
+                "number; fix the cell, or choose another column with --time"
+            ) from None
+        if stamps.isna().any():
+            if not strict:
+                return None
+            row = int(np.flatnonzero(stamps.isna())[0])
+            raise UserError(
+                f"time column {column!r} has no time at row {row + 1}; fill in the cell or "
+                "remove the row"
+            )
+        if stamps.tz is not None:
+            stamps = stamps.tz_convert(None)
+        order = np.diff(stamps.asi8)
+    not_increasing = np.flatnonzero(order <= 0)
+    if len(not_increasing):
+        if not strict:
+            return None
+        row = int(not_increasing[0]) + 1
+        raise UserError(
+            f"time column {column!r} is not strictly increasing at row {row + 1} "
+            f"({text.iloc[row - 1]!r} then {text.iloc[row]!r}); sort the file by time "
+            "and remove duplicate rows"
+        )
+    return stamps
+
+
+def infer_freq(stamps: pd.DatetimeIndex | np.ndarray) -> str | float | None:
+    """pandas' frequency alias for dates ("MS", "D", ...); the common step for numbers; else None."""
+    if len(stamps) < 3:
+        return None
+    if isinstance(stamps, pd.DatetimeIndex):
+        return pd.infer_freq(stamps)
+    steps = np.diff(stamps)
+    step = steps[0]
+    return float(step) if np.all(steps == step) and math.isfinite(float(step)) else None
+
+
+def continue_time(series: Series, steps: int) -> pd.DatetimeIndex | np.ndarray:
+    """The next `steps` time stamps after the series ends: (steps,).
+
+    Dates continue with the inferred frequency (or the median step when none was inferred);
+    numbers with their common (or median) step; no time column counts on from len(series).
+    """
+    if series.time is None:
+        return np.arange(len(series), len(series) + steps)
+    stamps = series.time
+    if isinstance(stamps, pd.DatetimeIndex):
+        if series.freq is not None:
+            return pd.date_range(stamps[-1], periods=steps + 1, freq=series.freq)[1:]
+        step = pd.Timedelta(np.median(np.diff(stamps.asi8)))
+        return pd.DatetimeIndex([stamps[-1] + step * (k + 1) for k in range(steps)])
+    step = series.freq if series.freq is not None else float(np.median(np.diff(stamps)))
+    out = stamps[-1] + step * np.arange(1, steps + 1)
+    return out.astype(stamps.dtype) if float(step).is_integer() else out

@@ -1,0 +1,103 @@
+"""Forecast accuracy on the test split: the model against the naive and seasonal-naive forecasts.
+
+For targets y (K, H) and forecasts ŷ (K, H), over all K·H pairs:
+
+    MAE   = mean |y - ŷ|
+    RMSE  = sqrt(mean (y - ŷ)²)
+    sMAPE = mean 200 |y - ŷ| / (|y| + |ŷ|)          (percent; a 0/0 pair counts as 0)
+    MASE  = MAE / mean_t |y_t - y_{t-m}|             (the denominator over the train part, m = season,
+                                                      or 1 without one; < 1 beats that in-sample naive)
+
+Baselines, for a window whose last input is at t:
+    naive           ŷ_{t+h} = y_t
+    seasonal_naive  ŷ_{t+h} = y_{t+h-m·⌈h/m⌉}         (the same season's last observed value)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lstmbyhand.model import Forecaster
+from lstmbyhand.pipeline import Prepared
+
+METRICS = ("mae", "rmse", "smape", "mase")
+
+
+def metrics(y: np.ndarray, yhat: np.ndarray, scale: float) -> dict[str, float | None]:
+    """MAE, RMSE, sMAPE (%) and MASE of forecasts yhat against y, both (K, H)."""
+    err = np.abs(y - yhat)
+    denom = np.abs(y) + np.abs(yhat)
+    ratio = np.divide(2 * err, denom, out=np.zeros_like(err), where=denom > 0)
+    mae = float(err.mean())
+    return {
+        "mae": mae,
+        "rmse": float(np.sqrt(np.mean((y - yhat) ** 2))),
+        "smape": float(100 * ratio.mean()),
+        "mase": mae / scale if scale > 0 else None,
+    }
+
+
+def mase_scale(train: np.ndarray, season: int) -> float:
+    """mean |y_t - y_{t-m}| over the train part (m = season, or 1); 0 if undefined."""
+    m = season if season and season < len(train) else 1
+    return float(np.mean(np.abs(train[m:] - train[:-m]))) if len(train) > m else 0.0
+
+
+def naive(values: np.ndarray, at: np.ndarray, horizon: int) -> np.ndarray:
+    """ŷ_{t+h} = y_t: (K, H) for origins at (K,)."""
+    return np.repeat(values[at][:, None], horizon, axis=1)
+
+
+def seasonal_naive(values: np.ndarray, at: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """ŷ_{t+h} = y_{t+h-m·ceil(h/m)}: (K, H). Origins earlier than one season are clipped to 0."""
+    h = np.arange(1, horizon + 1)  # (H,)
+    back = h - season * np.ceil(h / season).astype(np.int64)  # (H,), each in (-m, 0]
+    idx = np.clip(at[:, None] + back[None, :], 0, None)  # (K, H)
+    return values[idx]
+
+
+@torch.no_grad()
+def predict(model: Forecaster, prep: Prepared, x: np.ndarray) -> np.ndarray:
+    """Forecasts in original units (K, H) for raw input windows x (K, W)."""
+    xs = torch.as_tensor(prep.scaler.transform(x), dtype=torch.float32)  # (K, W)
+    ys = model(xs).double().numpy()  # (K, H)
+    return prep.scaler.inverse(ys, x)
+
+
+def evaluate(model: Forecaster, prep: Prepared, season: int, part: str = "test") -> dict:
+    """Metrics of the model and the baselines on one part; JSON-ready."""
+    values = prep.series.values
+    at = prep.origins[part]
+    x, y = prep.raw(part)  # (K, W), (K, H)
+    scale = mase_scale(values[: prep.split.n_train], season)
+    forecasts = {"model": predict(model, prep, x), "naive": naive(values, at, prep.horizon)}
+    if season:
+        forecasts["seasonal_naive"] = seasonal_naive(values, at, prep.horizon, season)
+    table = {name: metrics(y, f, scale) for name, f in forecasts.items()}
+    return {
+        "metrics": table,
+        "split": part,
+        "windows": int(len(at)),
+        "points": int(y.size),
+        "horizon": prep.horizon,
+        "season": season,
+        "mase_scale": scale,
+    }
+
+
+def format_table(result: dict) -> str:
+    """The metrics as aligned text, one row per forecaster."""
+    lines = [f"{'':<16}{'MAE':>12}{'RMSE':>12}{'sMAPE %':>10}{'MASE':>9}"]
+    for name, m in result["metrics"].items():
+        cells = [_fmt(m["mae"], 12), _fmt(m["rmse"], 12), _fmt(m["smape"], 10), _fmt(m["mase"], 9)]
+        lines.append(f"{name:<16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None, width: int) -> str:
+    if v is None or not math.isfinite(v):
+        return f"{'n/a':>{width}}"
+    return f"{v:>{width}.4g}"

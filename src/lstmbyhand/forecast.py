@@ -1,0 +1,39 @@
+"""Forecasts past the end of the data, recursively when asked for more steps than the horizon.
+
+    x = the last W values;  repeat: ŷ (H,) = model(x);  append ŷ;  x = the last W of (x, ŷ)
+
+until `steps` values exist (the last round's extra values are dropped). Forecasts are in the
+original units; time stamps continue the time column (see `data.continue_time`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lstmbyhand.data import continue_time
+from lstmbyhand.evaluate import predict
+from lstmbyhand.model import Forecaster
+from lstmbyhand.pipeline import Prepared
+
+
+def recursive_forecast(model: Forecaster, prep: Prepared, steps: int) -> np.ndarray:
+    """The next `steps` values after the series: (steps,)."""
+    W = prep.window
+    history = list(prep.series.values[-W:])
+    out: list[float] = []
+    while len(out) < steps:
+        x = np.asarray(history[-W:], dtype=np.float64)[None, :]  # (1, W)
+        yhat = predict(model, prep, x)[0]  # (H,)
+        out.extend(yhat.tolist())
+        history.extend(yhat.tolist())
+    return np.asarray(out[:steps])
+
+
+def forecast_frame(model: Forecaster, prep: Prepared, steps: int) -> pd.DataFrame:
+    """A table of (time, forecast): the time column's name (or "step") and the target's name."""
+    series = prep.series
+    values = recursive_forecast(model, prep, steps)
+    stamps = continue_time(series, steps)
+    time_name = series.time_column or "step"
+    return pd.DataFrame({time_name: stamps, series.target: values})

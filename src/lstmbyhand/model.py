@@ -1,0 +1,67 @@
+"""The forecaster: our LSTM over a window of scaled values, then a linear head for the horizon.
+
+    x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> y' (B, horizon)
+
+All H forecasts come out at once (direct multi-output); `forecast.py` feeds them back in for more
+steps than the horizon. Built from `ModelConfig`, which is saved in every run's config.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lstmbyhand.layers import LSTM
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The settings that fix the model's shape."""
+
+    window: int = 24
+    horizon: int = 1
+    hidden: int = 32
+    layers: int = 1
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(
+            int(d["window"]),
+            int(d["horizon"]),
+            int(d["hidden"]),
+            int(d["layers"]),
+            float(d["dropout"]),
+        )
+
+
+class Forecaster(nn.Module):
+    """LSTM(1 -> hidden, layers, dropout between layers) + Linear(hidden -> horizon)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dropout = config.dropout if config.layers > 1 else 0.0
+        self.lstm = LSTM(
+            1, config.hidden, num_layers=config.layers, dropout=dropout, batch_first=True
+        )
+        self.head = nn.Linear(config.hidden, config.horizon)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x' (B, W) scaled inputs -> y' (B, horizon) scaled forecasts."""
+        if x.dim() != 2 or x.shape[1] != self.config.window:
+            raise ValueError(
+                f"expected inputs of shape (batch, {self.config.window}), got {tuple(x.shape)}"
+            )
+        out, _ = self.lstm(x.unsqueeze(-1))  # (B, W, hidden)
+        return self.head(out[:, -1])  # (B, horizon)
+
+    @torch.no_grad()
+    def trace(self, x: Tensor):
+        """The gate traces of our LSTM for inputs x' (B, W): [layer][direction] -> GateTrace."""
+        return self.lstm.trace(x.unsqueeze(-1))

@@ -1,0 +1,74 @@
+"""What the network sees: windows in a scale that does not depend on the series' level.
+
+For a window x (K, W) with last value x_W and targets y (K, H), three choices (`--scaling`):
+
+    global   x' = (x - μ) / σ            y' = (y - μ) / σ            μ, σ: mean, std of the train part
+    last     x' = (x - x_W) / σ_Δ        y' = (y - x_W) / σ_Δ        σ_Δ: std of train's steps y_t - y_{t-1}
+    window   x' = (x - m_x) / s_x        y' = (y - m_x) / s_x        m_x, s_x: the window's own mean, std
+
+and the inverse maps the network's y' back: y = y' σ + μ, y = x_W + y' σ_Δ, y = m_x + y' s_x.
+`global` fails once a trending series leaves the training range (the network never saw such
+inputs and cannot output such targets); `last` predicts the change from the last value, so a
+network that outputs 0 is exactly the naive forecast; `window` rescales every window on its own.
+Only the train part is used to fit μ, σ, σ_Δ. A zero spread is replaced by 1 (a constant series).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SCALINGS = ("global", "last", "window")
+
+
+def _spread(x: np.ndarray, axis=None) -> np.ndarray:
+    s = np.std(x, axis=axis)
+    return np.where(s > 1e-12 * (1 + np.abs(np.mean(x, axis=axis))), s, 1.0)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """One of `SCALINGS`, with the statistics fitted on the training part."""
+
+    kind: str
+    center: float
+    scale: float
+
+    @classmethod
+    def fit(cls, kind: str, train: np.ndarray) -> Scaler:
+        """Fit on the training part only (train (n_train,))."""
+        if kind not in SCALINGS:
+            raise ValueError(f"expected scaling in {SCALINGS}, got {kind!r}")
+        train = np.asarray(train, dtype=np.float64)
+        if kind == "last":
+            steps = np.diff(train) if len(train) > 1 else np.zeros(1)
+            return cls(kind, 0.0, float(_spread(steps)))
+        return cls(kind, float(np.mean(train)), float(_spread(train)))
+
+    def reference(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shift and scale per window, (K, 1) each, for raw inputs x (K, W)."""
+        K = x.shape[0]
+        if self.kind == "global":
+            return np.full((K, 1), self.center), np.full((K, 1), self.scale)
+        if self.kind == "last":
+            return x[:, -1:], np.full((K, 1), self.scale)
+        return x.mean(axis=1, keepdims=True), _spread(x, axis=1)[:, None]
+
+    def transform(self, x: np.ndarray, y: np.ndarray | None = None):
+        """x (K, W) [, y (K, H)] -> x' (K, W) [, y' (K, H)] in the network's units."""
+        shift, scale = self.reference(x)
+        xs = (x - shift) / scale
+        return xs if y is None else (xs, (y - shift) / scale)
+
+    def inverse(self, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Network outputs y' (K, H) for raw inputs x (K, W) -> forecasts in original units (K, H)."""
+        shift, scale = self.reference(x)
+        return ys * scale + shift
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scaler:
+        return cls(str(d["kind"]), float(d["center"]), float(d["scale"]))

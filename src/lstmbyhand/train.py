@@ -1,0 +1,311 @@
+"""The training loop: Adam on the mean squared error of scaled forecasts, early stopping, checkpoints.
+
+    train(TrainSettings(data="airline.csv", target="passengers"), out="runs/air")
+
+Per epoch: one pass over the shuffled training windows (gradient norm clipped to `clip`), the
+validation loss, then -- on the main process only -- the best weights when they improved, the
+training state, metrics.csv (in that order, each file atomic). Early stopping ends training after
+`patience` epochs without a better validation loss (0: never). A NaN or infinite loss stops training
+with the last good checkpoint kept. Ctrl-C and SIGTERM stop it the same way (see `signals.py`).
+
+Distributed data parallel is a seam here, not a fork: `Trainer` takes the model (wrapped or not),
+a sampler with `set_epoch` (a `DistributedSampler`; with one process, the same class with
+num_replicas=1 gives the same seeded order per epoch), `is_main` for the writing, and sums the
+validation loss over processes with `all_reduce` when a process group is running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from lstmbyhand import checkpoint, plots
+from lstmbyhand.checkpoint import Progress
+from lstmbyhand.errors import TrainingStopped, UserError
+from lstmbyhand.model import Forecaster
+from lstmbyhand.pipeline import Prepared, load_series, prepare
+from lstmbyhand.runs import CONFIG, LOSS_PLOT, STATE, RunDir
+from lstmbyhand.scaling import Scaler
+from lstmbyhand.settings import RESUMABLE, TrainSettings
+from lstmbyhand.signals import StopSignals
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over batch and horizon: pred, target (B, H) -> ()."""
+    return torch.mean((pred - target) ** 2)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda was asked for but no CUDA device is available; use --device cpu"
+        )
+    return torch.device(name)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world_size): (0, 1) unless a torch.distributed process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    """One epoch of training and one validation pass; knows nothing about files."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: DataLoader,
+        val_data: tuple[torch.Tensor, torch.Tensor],
+        clip: float,
+        device: torch.device,
+    ) -> None:
+        self.model, self.optimizer, self.loader = model, optimizer, train_loader
+        self.val_x, self.val_y = val_data  # (K, W), (K, H): this process's share
+        self.clip, self.device = clip, device
+
+    def train_epoch(self, epoch: int) -> float:
+        """Mean training loss over the epoch's batches. Raises FloatingPointError on NaN/inf."""
+        sampler = self.loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # a new, seeded shuffle each epoch (same on every process)
+        self.model.train()
+        total, count = 0.0, 0
+        for b, (x, y) in enumerate(self.loader, start=1):
+            x, y = x.to(self.device), y.to(self.device)  # (B, W), (B, H)
+            loss = loss_fn(self.model(x), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at batch {b}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer.step()
+            total, count = total + loss.item() * len(x), count + len(x)
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean squared error over all validation windows (summed over processes)."""
+        self.model.eval()
+        x, y = self.val_x.to(self.device), self.val_y.to(self.device)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        if len(x):
+            sums[0] = ((self.model(x) - y) ** 2).sum().double()
+            sums[1] = y.numel()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums)
+        loss = (sums[0] / sums[1]).item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"validation loss became {loss}")
+        return loss
+
+
+@dataclass
+class Result:
+    run: Path
+    progress: Progress
+    stopped_early: bool
+
+
+def sha256_file(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def versions() -> dict:
+    try:
+        from importlib.metadata import version
+
+        ours = version("lstmbyhand")
+    except Exception:  # not installed (running from a source tree)
+        ours = "0.1.0+src"
+    return {"lstmbyhand": ours, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def make_config(s: TrainSettings, prep: Prepared, digest: str, world_size: int) -> dict:
+    series = prep.series
+    freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
+    return {
+        "format": 1,
+        "settings": s.to_dict(),
+        "model": s.model.to_dict(),
+        "data": {
+            "path": str(Path(s.data).resolve()),
+            "sha256": digest,
+            "target": s.target,
+            "time": series.time_column,
+            "freq": freq,
+            "length": len(series),
+        },
+        "split": {
+            "n_train": prep.split.n_train,
+            "n_val": prep.split.n_val,
+            "n_test": prep.split.n_test,
+        },
+        "scaler": prep.scaler.to_dict(),
+        "season": s.season,
+        "world_size": world_size,
+        "versions": versions(),
+    }
+
+
+def check_resume(run: RunDir, s: TrainSettings, given: set[str], digest: str) -> dict:
+    """The saved config, if the settings the user gave match it; else a `UserError` listing them."""
+    run.require(CONFIG)
+    if not run.file(STATE).is_file():
+        raise UserError(
+            f"nothing to resume in {run.path}: no {STATE} (no epoch finished); "
+            "start again with --force"
+        )
+    config = run.read_config()
+    saved = config["settings"]
+    wrong = [
+        f"--{k.replace('_', '-')} {getattr(s, k)} (the run has {saved.get(k)})"
+        for k in sorted(given)
+        if k not in RESUMABLE and k in saved and getattr(s, k) != saved[k]
+    ]
+    if wrong:
+        raise UserError(
+            f"--resume with settings that differ from the run in {run.path}: {'; '.join(wrong)}; "
+            "leave them out to use the run's settings, or start a new run with --out or --force"
+        )
+    if digest != config["data"]["sha256"]:
+        raise UserError(
+            f"the data in {s.data} differs from the data the run in {run.path} was trained on; "
+            "resume with the same file, or start a new run"
+        )
+    return config
+
+
+def train(
+    s: TrainSettings,
+    out: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    given: set[str] | None = None,
+) -> Result:
+    """Train (or resume) a run into `out`. `given`: the settings the user set explicitly."""
+    s.check()
+    rank, world_size = world()
+    is_main = rank == 0
+    run = RunDir(out)
+    if resume and force:
+        raise UserError("--resume and --force contradict each other; pass only one")
+    if resume:
+        run.require(CONFIG)
+        saved = run.read_config()
+        merged = {**saved["settings"], **{k: getattr(s, k) for k in (given or set())}}
+        s = TrainSettings.from_dict(merged)
+        s.check()
+    series = load_series(s)
+    digest = sha256_file(s.data)
+    config = check_resume(run, s, given or set(), digest) if resume else None
+    prep = prepare(s, series, Scaler.from_dict(config["scaler"]) if config else None)
+    if s.season is None:
+        s.season = series.season
+    device = resolve_device(s.device)
+
+    torch.manual_seed(s.seed)
+    model = Forecaster(s.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    train_set = TensorDataset(*prep.tensors("train"))
+    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
+    loader = DataLoader(train_set, batch_size=s.batch_size, sampler=sampler)
+    val_x, val_y = prep.tensors("val")
+    net = model
+    if world_size > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    trainer = Trainer(net, optimizer, loader, (val_x[rank::world_size], val_y[rank::world_size]),
+                      s.clip, device)  # fmt: skip
+
+    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    progress = Progress()
+    if resume:
+        tensors, meta = run.read_state()
+        best, progress = checkpoint.unpack(tensors, meta, model, optimizer, str(run.file(STATE)))
+    elif is_main:
+        run.create(force)
+    if is_main:
+        run.write_config(make_config(s, prep, digest, world_size))
+        if resume:  # a crash may have come between the files of the last epoch
+            run.write_weights(best, {"epoch": progress.best_epoch})
+            run.write_metrics(progress.history)
+
+    done = progress.epoch >= s.epochs or (s.patience and progress.bad_epochs >= s.patience)
+    bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
+               disable=quiet or not is_main, dynamic_ncols=True, leave=True)  # fmt: skip
+    signals = StopSignals()
+    try:
+        with signals:
+            while not done:
+                epoch = progress.epoch + 1
+                start = time.perf_counter()
+                try:
+                    train_loss = trainer.train_epoch(epoch)
+                    val_loss = trainer.validate()
+                except FloatingPointError as err:
+                    raise TrainingStopped(
+                        f"{err} in epoch {epoch}; training stopped. "
+                        + _kept(run, progress)
+                        + "; try a smaller --lr or --clip 1.0"
+                    ) from None
+                row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                       "lr": optimizer.param_groups[0]["lr"],
+                       "seconds": round(time.perf_counter() - start, 4)}  # fmt: skip
+                progress.epoch = epoch
+                progress.history.append(row)
+                if val_loss < progress.best_val:
+                    progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+                    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    progress.bad_epochs += 1
+                if is_main:
+                    with signals.deferred():  # a checkpoint is never cut in half by Ctrl-C
+                        if progress.best_epoch == epoch:
+                            run.write_weights(best, {"epoch": epoch, "val_loss": val_loss})
+                        run.write_state(*checkpoint.pack(model, best, optimizer, progress))
+                        run.write_metrics(progress.history)
+                bar.update(1)
+                bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}",
+                                best=f"{progress.best_val:.4g}@{progress.best_epoch}")  # fmt: skip
+                done = epoch >= s.epochs or bool(s.patience and progress.bad_epochs >= s.patience)
+    except KeyboardInterrupt:
+        name, code = signals.received or ("SIGINT", 130)
+        raise TrainingStopped(
+            f"stopped by {name} during epoch {progress.epoch + 1}. "
+            + _kept(run, progress)
+            + f"; continue with: lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume",
+            exit_code=code,
+        ) from None
+    finally:
+        bar.close()
+        if is_main and progress.history:
+            plots.loss_curve(progress.history, run.file(LOSS_PLOT))
+    stopped_early = bool(s.patience and progress.bad_epochs >= s.patience)
+    return Result(run.path, progress, stopped_early)
+
+
+def _kept(run: RunDir, progress: Progress) -> str:
+    if progress.epoch == 0:
+        return f"No epoch had finished, so {run.path} holds no checkpoint yet"
+    return (
+        f"The checkpoint of epoch {progress.epoch} (best: epoch {progress.best_epoch}) is kept "
+        f"in {run.path}"
+    )

@@ -1,0 +1,129 @@
+"""A chronological train / validation / test split, then sliding windows inside each part.
+
+    series:  y_0 ... y_{n_train-1} | y_{n_train} ... | ... y_{N-1}
+                     train         |   validation    |    test
+
+A window ending at origin t holds the inputs y_{t-W+1..t} (W = window) and the targets
+y_{t+1..t+H} (H = horizon): the target is the input shifted by the horizon. The split is made on the
+series, before any window exists:
+
+* a training window lies wholly inside the training part (inputs and targets);
+* a validation or test window has every target inside its own part; its inputs are the W values
+  just before, which may reach back into the earlier parts: the past a forecaster would have
+  seen at that moment. No window ever sees a value after its targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmbyhand.errors import UserError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Lengths of the three chronological parts: train, then validation, then test."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+
+    @property
+    def val_start(self) -> int:
+        return self.n_train
+
+    @property
+    def test_start(self) -> int:
+        return self.n_train + self.n_val
+
+    @property
+    def total(self) -> int:
+        return self.n_train + self.n_val + self.n_test
+
+
+def check_settings(window: int, horizon: int, val_fraction: float, test_fraction: float) -> None:
+    """Reject settings no split can satisfy, naming the setting and the range it must be in."""
+    if not isinstance(window, int) or window < 1:
+        raise UserError(f"window must be a whole number ≥ 1, got {window!r}; pass e.g. --window 12")
+    if not isinstance(horizon, int) or horizon < 1:
+        raise UserError(
+            f"horizon must be a whole number ≥ 1, got {horizon!r}; pass e.g. --horizon 1"
+        )
+    for name, value in (("val-fraction", val_fraction), ("test-fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise UserError(f"--{name} must be between 0 and 1 (exclusive), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise UserError(
+            f"--val-fraction + --test-fraction must be below 1 to leave data for training, got "
+            f"{val_fraction} + {test_fraction} = {val_fraction + test_fraction:g}"
+        )
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> Split:
+    """Round each fraction of n; the rest is training data."""
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    return Split(n - n_val - n_test, n_val, n_test)
+
+
+def fits(split: Split, window: int, horizon: int) -> bool:
+    """At least one training, one validation and one test window."""
+    return split.n_train >= window + horizon and split.n_val >= horizon and split.n_test >= horizon
+
+
+def minimum_length(window: int, horizon: int, val_fraction: float, test_fraction: float) -> int:
+    """The shortest series that `fits` these settings."""
+    n = window + 3 * horizon
+    while not fits(split_sizes(n, val_fraction, test_fraction), window, horizon):
+        n += 1
+    return n
+
+
+def make_split(
+    n: int, window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> Split:
+    """Split a series of length n, or say how long it must be."""
+    check_settings(window, horizon, val_fraction, test_fraction)
+    split = split_sizes(n, val_fraction, test_fraction)
+    if not fits(split, window, horizon):
+        need = minimum_length(window, horizon, val_fraction, test_fraction)
+        raise UserError(
+            f"the series has {n} values, too short for window {window} + horizon {horizon} with "
+            f"validation {val_fraction:g} and test {test_fraction:g}: it needs at least {need}; "
+            "use a smaller --window or --horizon, or more data"
+        )
+    return split
+
+
+def origins(start: int, stop: int, window: int, horizon: int) -> np.ndarray:
+    """Every origin t whose targets t+1..t+H lie in [start, stop) and whose inputs start at ≥ 0."""
+    first = max(start - 1, window - 1)
+    last = stop - horizon - 1
+    return np.arange(first, last + 1)
+
+
+def windows(values: np.ndarray, at: np.ndarray, window: int, horizon: int):
+    """Inputs (K, W) and targets (K, H) for the origins `at` (K,)."""
+    values = np.asarray(values, dtype=np.float64)
+    at = np.asarray(at, dtype=np.int64)
+    if at.size and (at.min() < window - 1 or at.max() + horizon >= len(values)):
+        raise ValueError(
+            f"expected origins in [{window - 1}, {len(values) - horizon - 1}], "
+            f"got [{at.min()}, {at.max()}]"
+        )
+    back = np.arange(-window + 1, 1)  # (W,)
+    ahead = np.arange(1, horizon + 1)  # (H,)
+    x = values[at[:, None] + back[None, :]]  # (K, W)
+    y = values[at[:, None] + ahead[None, :]]  # (K, H)
+    return x, y
+
+
+def split_origins(split: Split, window: int, horizon: int) -> dict[str, np.ndarray]:
+    """The origins of the train, val and test windows (see the module docstring)."""
+    return {
+        "train": origins(0, split.n_train, window, horizon),
+        "val": origins(split.val_start, split.test_start, window, horizon),
+        "test": origins(split.test_start, split.total, window, horizon),
+    }
