@@ -26,14 +26,13 @@ one GEMM each after it: only U h_{t-1} and dz U run step by step. Rows that are 
 
 `LSTMSequence` wraps this in a `torch.autograd.Function`. It uses the compiled twin in `_native/`
 (same equations, same arguments) on CPU when it is built, and these PyTorch ops everywhere else.
-Double backward is not derived and raises.
+Double backward is not derived: asking for it (create_graph=True) raises.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from lstmbyhand import native
 from lstmbyhand.sequence import active_rows, time_steps
@@ -175,8 +174,13 @@ class LSTMSequence(torch.autograd.Function):
         return output, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_output, d_hn, d_cn):
+        if torch.is_grad_enabled():  # create_graph=True: a gradient of this gradient was asked for
+            raise RuntimeError(
+                "lstmbyhand: the hand-derived backward is not differentiable again: expected "
+                "create_graph=False, got create_graph=True (set LSTM.backend = 'reference' for "
+                "higher-order gradients)"
+            )
         x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache = ctx.saved_tensors
         dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = ctx.kernels.backward(
             d_output.contiguous(),

@@ -24,7 +24,7 @@ _enabled = os.environ.get("LSTMBYHAND_NATIVE", "1") != "0"
 
 def available() -> bool:
     """True when the compiled kernels are built and enabled."""
-    return _compiled is not None and _enabled
+    return _enabled and hasattr(_compiled, "forward")
 
 
 def compiled() -> ModuleType | None:

@@ -1,0 +1,245 @@
+"""The seed's teaching model: `LSTMbyHand` and its `dataLoader()`, on top of `lstmbyhand.LSTM`.
+
+    lstm = LSTMbyHand(input_size=4, hidden_size=1)
+    lstm.train_model(dataLoader(), max_epoch=50000)
+    print(round(lstm.predict(torch.tensor([0.0, 0.5, 0.25, 1.0]))[0].item(), 3))   # 0.0
+
+The data (StatQuest's "Company A / Company B"): two stocks over four days,
+Company A [0, 0.5, 0.25, 1] ends at 0, Company B [1, 0.5, 0.25, 1] ends at 1.
+
+How the flat sequence is read depends on `input_size`: `LSTMbyHand(4, 1)` sees one step of four
+features, `LSTMbyHand(1, 1)` four one-feature days. The lesson: from the zero state a single step gives
+c = i·g with |c| < 1, so h = o·tanh(c) < tanh(1) ≈ 0.76 — `LSTMbyHand(4, 1)` can never predict
+Company B's 1, while four steps can add up a cell state large enough.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from lstmbyhand import native
+from lstmbyhand.gates import gate_views
+from lstmbyhand.layers import LSTM
+
+COMPANY_A = [0.0, 0.5, 0.25, 1.0]
+COMPANY_B = [1.0, 0.5, 0.25, 1.0]
+
+
+def dataLoader(batch_size: int = 1) -> DataLoader:  # noqa: N802 - the seed's name
+    """The seed's data: Company A [0, 0.5, 0.25, 1] -> 0 and Company B [1, 0.5, 0.25, 1] -> 1."""
+    inputs = torch.tensor([COMPANY_A, COMPANY_B])  # (2, 4)
+    labels = torch.tensor([0.0, 1.0])  # (2,)
+    return DataLoader(TensorDataset(inputs, labels), batch_size=batch_size)
+
+
+class ConvergenceRule:
+    """Stop once the epoch loss has not improved on its best by more than `tol` for `patience` epochs.
+
+    `tol=None` turns early stopping off: training then runs all `max_epoch` epochs.
+    """
+
+    def __init__(self, tol: float | None, patience: int) -> None:
+        self.tol, self.patience = tol, patience
+        self.best, self.since_best = math.inf, 0
+
+    def converged(self, loss: float) -> bool:
+        if loss < self.best - (self.tol or 0.0):
+            self.best, self.since_best = loss, 0
+        else:
+            self.since_best += 1
+        return self.tol is not None and self.since_best >= self.patience
+
+
+class LSTMbyHand(nn.Module):
+    """One LSTM layer from the zero state; the prediction is the final hidden state.
+
+    Weights ~ N(0, 1) and biases zero, as in the seed. With `output_size`, a linear head maps the final
+    hidden state to targets outside (-1, 1); without it the prediction is the hidden state itself.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.lstm = LSTM(input_size, hidden_size, batch_first=True, device=device, dtype=dtype)
+        for name, param in self.lstm.named_parameters():
+            nn.init.normal_(param) if name.startswith("weight") else nn.init.zeros_(param)
+        self.head = None
+        if output_size is not None:
+            self.head = nn.Linear(hidden_size, output_size, device=device, dtype=dtype)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self._optimizer: torch.optim.Adam | None = None
+
+    def gate_weights(self) -> dict[str, dict[str, Tensor]]:
+        """Per gate (input, forget, candidate, output): its input weights, hidden weights and bias."""
+        W = gate_views(self.lstm.weight_ih_l0)
+        U = gate_views(self.lstm.weight_hh_l0)
+        b = gate_views(self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0)
+        return {gate: {"input_weights": W[gate], "hidden_weights": U[gate], "bias": b[gate]} for gate in W}
+
+    def as_batch(self, x: Tensor) -> Tensor:
+        """Apply the shape rules: 1-D is one flat sequence, 2-D a batch of them, 3-D (B, T, I)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            x = x.to(self.lstm.weight_ih_l0.dtype)
+        I = self.input_size
+        if x.dim() in (1, 2):
+            if x.shape[-1] % I != 0 or x.shape[-1] == 0:
+                raise ValueError(
+                    f"expected a flat sequence whose length is a non-zero multiple of input_size={I}, "
+                    f"got shape {tuple(x.shape)}"
+                )
+            return x.reshape(-1, x.shape[-1] // I, I)  # (B, T, I)
+        if x.dim() == 3:
+            if x.shape[-1] != I or x.shape[1] == 0:
+                raise ValueError(f"expected shape (batch, steps, {I}) with steps > 0, got {tuple(x.shape)}")
+            return x
+        raise ValueError(
+            f"expected a 1-D, 2-D or 3-D tensor ((steps*{I},), (batch, steps*{I}) or (batch, steps, {I})), "
+            f"got shape {tuple(x.shape)}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: see `as_batch` -> prediction (B, H or output_size), or (H or output_size,) for 1-D x."""
+        _, (h_n, _) = self.lstm(self.as_batch(x))  # (1, B, H)
+        y = h_n[-1]  # (B, H)
+        if self.head is not None:
+            y = self.head(y)  # (B, O)
+        return y[0] if x.dim() == 1 else y
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """The prediction in eval mode without gradients: `predict(x)[0].item()` is the first value."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(x)
+        finally:
+            self.train(was_training)
+
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        pred = self(x)
+        if pred.numel() != y.numel():
+            raise ValueError(f"expected targets with {pred.numel()} values, got shape {tuple(y.shape)}")
+        return nn.functional.mse_loss(pred, y.reshape(pred.shape).to(pred.dtype))
+
+    def optimizer(self, lr: float) -> torch.optim.Adam:
+        """The model's Adam, kept across `train_model` calls so that its moments carry on."""
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
+        return self._optimizer
+
+    def train_model(
+        self,
+        batches,
+        max_epoch: int = 1000,
+        lr: float = 1e-3,
+        tol: float | None = 1e-7,
+        patience: int = 100,
+        progress: bool | None = None,
+    ) -> list[float]:
+        """Adam on mean squared error for at most `max_epoch` epochs; returns the loss of every epoch.
+
+        An epoch's loss is the mean of its batch losses (each taken before that batch's step).
+        Training stops early under `ConvergenceRule(tol, patience)`; `tol=None` runs every epoch.
+        `progress` shows a bar (default: on for 1,000+ epochs when stderr is a terminal).
+        """
+        if not isinstance(max_epoch, int) or max_epoch < 1:
+            raise ValueError(f"max_epoch: expected a positive int, got {max_epoch!r}")
+        if not lr > 0:
+            raise ValueError(f"lr: expected a positive number, got {lr!r}")
+        if progress is None:
+            progress = max_epoch >= 1000 and sys.stderr.isatty()
+        fixed_order = not isinstance(batches, DataLoader) or isinstance(batches.sampler, SequentialSampler)
+        epochs = _FixedBatches(batches) if fixed_order else batches
+        self.train()
+        optimizer = self.optimizer(lr)
+        rule = ConvergenceRule(tol, patience)
+        bar = tqdm(total=max_epoch, disable=not progress, desc="train", unit="epoch")
+        if fixed_order and self._can_fit_natively(epochs.batches):
+            losses = self._fit_native(epochs.batches, optimizer, max_epoch, tol, patience)
+            bar.update(len(losses))
+        else:
+            losses = []
+            for _ in range(max_epoch):
+                batch_losses = []
+                for x, y in epochs:
+                    optimizer.zero_grad()
+                    loss = self._loss(x, y)
+                    loss.backward()
+                    optimizer.step()
+                    batch_losses.append(loss.item())
+                losses.append(sum(batch_losses) / len(batch_losses))
+                bar.update()
+                if len(losses) % 100 == 0:
+                    bar.set_postfix(loss=f"{losses[-1]:.3g}")
+                if rule.converged(losses[-1]):
+                    break
+        bar.set_postfix(loss=f"{losses[-1]:.3g}")
+        bar.close()
+        return losses
+
+    def _can_fit_natively(self, batches: list[tuple[Tensor, Tensor]]) -> bool:
+        return native.compiled() is not None and hasattr(native.compiled(), "fit_adam") and (
+            self.lstm.weight_ih_l0.device.type == "cpu"
+        )
+
+    def _fit_native(self, batches, optimizer, max_epoch, tol, patience) -> list[float]:
+        """The same loop as the Python one, compiled: see `_native/` and its equality tests."""
+        params = list(self.parameters())
+        for p in params:
+            state = optimizer.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+        group = optimizer.param_groups[0]
+        xs = [self.as_batch(x).contiguous() for x, _ in batches]
+        ys = [y.reshape(x.shape[0], -1).to(x.dtype).contiguous() for x, (_, y) in zip(xs, batches, strict=True)]
+        step = int(optimizer.state[params[0]]["step"])
+        with torch.no_grad():
+            losses, step = native.compiled().fit_adam(
+                xs,
+                ys,
+                [p.data for p in params],
+                [optimizer.state[p]["exp_avg"] for p in params],
+                [optimizer.state[p]["exp_avg_sq"] for p in params],
+                step,
+                group["lr"],
+                group["betas"][0],
+                group["betas"][1],
+                group["eps"],
+                max_epoch,
+                -1.0 if tol is None else tol,
+                patience,
+            )
+        for p in params:
+            optimizer.state[p]["step"].fill_(step)
+        return losses.tolist()
+
+
+class _FixedBatches:
+    """A batch iterable read once and replayed every epoch (its order never changes)."""
+
+    def __init__(self, batches) -> None:
+        self.batches = [(x, y) for x, y in batches]
+        if not self.batches:
+            raise ValueError("expected at least one (inputs, targets) batch, got none")
+
+    def __iter__(self):
+        return iter(self.batches)

@@ -1,0 +1,33 @@
+"""Shared helpers for comparing lstmbyhand with torch.nn.LSTM on copied weights."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+
+def tensors_of(result) -> list[torch.Tensor]:
+    """output, h_n, c_n of an LSTM call as plain tensors (a PackedSequence gives its data)."""
+    output, (h_n, c_n) = result
+    if isinstance(output, PackedSequence):
+        output = output.data
+    return [output, h_n, c_n]
+
+
+def run_with_grads(module, inputs, hx, weights):
+    """Call the module and differentiate sum(result * weights) w.r.t. inputs, states and parameters."""
+    outputs = tensors_of(module(*inputs) if hx is None else module(*inputs, hx))
+    loss = sum((out * w).sum() for out, w in zip(outputs, weights, strict=True))
+    leaves = [t for t in (*inputs, *(hx or ())) if isinstance(t, torch.Tensor)] + list(
+        module.parameters()
+    )
+    grads = torch.autograd.grad(loss, leaves)
+    return outputs, grads
+
+
+def assert_close_lists(ours, theirs, atol, what):
+    assert len(ours) == len(theirs)
+    for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert a.shape == b.shape, f"{what}[{k}]: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+        err = (a - b).abs().max().item() if a.numel() else 0.0
+        assert err <= atol, f"{what}[{k}]: max difference {err:.3g} > {atol}"
