@@ -18,8 +18,15 @@ try:  # built by setup.py; absent when the compiler was not available at install
     from lstmbyhand import _native as _compiled
 except ImportError:  # pragma: no cover - depends on the install
     _compiled = None
+if not hasattr(_compiled, "forward"):  # without the .so, the _native/ sources import as a namespace
+    _compiled = None
 
 _enabled = os.environ.get("LSTMBYHAND_NATIVE", "1") != "0"
+
+
+def built() -> bool:
+    """True when the compiled kernels were built at install time (whether enabled or not)."""
+    return _compiled is not None
 
 
 def available() -> bool:

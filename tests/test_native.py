@@ -1,0 +1,301 @@
+"""The compiled kernels (`lstmbyhand._native`) against the PyTorch ops of bptt.py, the readable loop,
+torch.nn.LSTM, and torch.optim.Adam; float64 to rounding, float32 to ~1e-5.
+
+The fast path is part of the deliverable: when the extension is not built, these tests fail (CI builds
+it in scripts/setup.sh) instead of skipping.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lstmbyhand import bptt, native
+from lstmbyhand.sequence import reference_sequence
+
+TOL = {torch.float64: {"atol": 1e-12, "rtol": 1e-10}, torch.float32: {"atol": 1e-5, "rtol": 1e-4}}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    if not native.built():
+        pytest.fail("the compiled fast path lstmbyhand._native is not built: run scripts/setup.sh")
+    if not native.available():
+        pytest.fail("the compiled fast path is turned off (LSTMBYHAND_NATIVE=0)")
+    return native.compiled()
+
+
+def test_extension_is_built():
+    assert native.built(), (
+        "lstmbyhand._native is not built: run scripts/setup.sh (needs a C++ compiler)"
+    )
+    assert native.kernels_for(torch.zeros(1)) is native.compiled()
+
+
+def lengths_to_batch_sizes(lengths: list[int]) -> torch.Tensor:
+    """PackedSequence's batch_sizes for lengths sorted longest first."""
+    return torch.tensor([sum(n > t for n in lengths) for t in range(lengths[0])], dtype=torch.int64)
+
+
+def make_case(T, B, I, H, P, bias, packed, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype) * 0.5
+
+    x = rand(T, B, I)
+    h0, c0 = rand(B, P or H), rand(B, H)
+    w_ih, w_hh = rand(4 * H, I), rand(4 * H, P or H)
+    b_ih, b_hh = (rand(4 * H), rand(4 * H)) if bias else (None, None)
+    w_hr = rand(P, H) if P else None
+    batch_sizes = None
+    if packed:
+        lengths = sorted(torch.randint(1, T + 1, (B,), generator=g).tolist(), reverse=True)
+        lengths[0] = T
+        batch_sizes = lengths_to_batch_sizes(lengths)
+    return x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes
+
+
+CASES = [  # T, B, I, H, P (0: no projection), bias, packed
+    (1, 1, 1, 1, 0, True, False),
+    (4, 2, 1, 1, 0, True, False),
+    (5, 3, 4, 6, 0, False, False),
+    (7, 5, 3, 8, 0, True, True),
+    (6, 4, 5, 7, 3, True, False),
+    (6, 4, 5, 7, 3, False, True),
+    (3, 1, 2, 5, 2, True, True),
+    (9, 33, 17, 40, 0, True, True),  # wide enough to split rows across threads
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", CASES)
+def test_kernels_equal_pytorch_ops(compiled, case, reverse, dtype):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = make_case(*case, dtype=dtype)
+    bias = None if b_ih is None else b_ih + b_hh
+    args = (x, h0, c0, w_ih, w_hh, bias, w_hr, batch_sizes, reverse)
+    ours, theirs = compiled.forward(*args), bptt.forward(*args)
+    assert len(ours) == len(theirs) == 7  # output, h_n, c_n and the same cache
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    for a, b in zip(compiled.forward_inference(*args), theirs[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+    g = torch.Generator().manual_seed(1)
+    d_output = torch.randn(theirs[0].shape, generator=g, dtype=dtype)
+    if batch_sizes is not None:  # outputs of rows that did not run are not outputs
+        for t, n in enumerate(batch_sizes.tolist()):
+            d_output[t, n:] = 0
+    d_hn = torch.randn(theirs[1].shape, generator=g, dtype=dtype)
+    d_cn = torch.randn(theirs[2].shape, generator=g, dtype=dtype)
+    grad_args = (d_output, d_hn, d_cn, x, w_ih, w_hh, w_hr, batch_sizes, reverse)
+    ours = compiled.backward(*grad_args, *theirs[3:])
+    theirs = bptt.backward(*grad_args, *theirs[3:])
+    assert len(ours) == 7
+    for a, b in zip(ours, theirs, strict=True):
+        if b is None:
+            assert a is None
+        else:
+            torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", CASES[1:7])
+def test_lstm_sequence_equals_the_readable_loop(compiled, case, reverse):
+    """Values and every gradient through `bptt.lstm_sequence` (native) vs `reference_sequence` + autograd."""
+    tensors = make_case(*case, dtype=torch.float64, seed=2)
+    *inputs, batch_sizes = tensors
+    leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
+    refs = [None if t is None else t.clone().requires_grad_() for t in inputs]
+    out = bptt.lstm_sequence(*leaves, batch_sizes=batch_sizes, reverse=reverse)
+    ref = reference_sequence(*refs, batch_sizes=batch_sizes, reverse=reverse)[:3]
+    weights = [torch.randn(t.shape, dtype=torch.float64) for t in ref]
+    sum(((a * w).sum() for a, w in zip(out, weights, strict=True))).backward()
+    sum(((a * w).sum() for a, w in zip(ref, weights, strict=True))).backward()
+    for a, b in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    for a, b in zip(leaves, refs, strict=True):
+        if a is not None:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", [(3, 2, 2, 3, 0, True, True), (4, 3, 2, 4, 2, True, False)])
+def test_gradcheck_with_native_kernels(compiled, case):
+    *inputs, batch_sizes = make_case(*case, dtype=torch.float64, seed=4)
+    leaves = tuple(None if t is None else t.requires_grad_() for t in inputs)
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda *a, r=reverse: bptt.lstm_sequence(*a, batch_sizes=batch_sizes, reverse=r),
+            leaves,
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_bidirectional_layer_equals_nn_lstm(compiled, dtype, proj_size):
+    """An independent reference: nn.LSTM's values and gradients from the same weights."""
+    torch.manual_seed(5)
+    T, B, I, H = 6, 4, 3, 5
+    ref = nn.LSTM(I, H, bidirectional=True, proj_size=proj_size, dtype=dtype)
+    x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
+    P = proj_size or H
+    h0 = torch.randn(2, B, P, dtype=dtype)
+    c0 = torch.randn(2, B, H, dtype=dtype)
+    out_ref, (hn_ref, cn_ref) = ref(x, (h0, c0))
+    params = {name: p.detach().clone().requires_grad_() for name, p in ref.named_parameters()}
+    outs, hns, cns = [], [], []
+    for d, suffix in enumerate(["_l0", "_l0_reverse"]):
+        out, hn, cn = bptt.lstm_sequence(
+            x,
+            h0[d],
+            c0[d],
+            params["weight_ih" + suffix],
+            params["weight_hh" + suffix],
+            params["bias_ih" + suffix],
+            params["bias_hh" + suffix],
+            params.get("weight_hr" + suffix),
+            reverse=d == 1,
+        )
+        outs.append(out), hns.append(hn), cns.append(cn)
+    out, hn, cn = torch.cat(outs, 2), torch.stack(hns), torch.stack(cns)
+    tol = TOL[dtype]
+    torch.testing.assert_close(out, out_ref, **tol)
+    torch.testing.assert_close(hn, hn_ref, **tol)
+    torch.testing.assert_close(cn, cn_ref, **tol)
+    w = torch.randn(out.shape, dtype=dtype)
+    dx = torch.autograd.grad((out * w).sum() + hn.sum() + cn.sum(), [x, *params.values()])
+    dx_ref = torch.autograd.grad(
+        (out_ref * w).sum() + hn_ref.sum() + cn_ref.sum(), [x, *ref.parameters()]
+    )
+    for a, b in zip(dx, dx_ref, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def torch_adam_loop(batches, params, lr, max_epoch, tol, patience):
+    """The plain PyTorch loop fit_adam compiles: readable LSTM + autograd + torch.optim.Adam."""
+    params = [p.clone().requires_grad_() for p in params]
+    opt = torch.optim.Adam(params, lr=lr)
+    losses, best, since_best = [], float("inf"), 0
+    for _ in range(max_epoch):
+        batch_losses = []
+        for x, y in batches:
+            B, T, _ = x.shape
+            H = params[1].shape[1]
+            zeros = x.new_zeros(B, H)
+            _, h_n, _, _ = reference_sequence(x.transpose(0, 1), zeros, zeros, *params[:4])
+            pred = h_n if len(params) == 4 else h_n @ params[4].T + params[5]  # (B, O)
+            loss = nn.functional.mse_loss(pred, y.reshape(pred.shape))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            batch_losses.append(loss.item())
+        losses.append(sum(batch_losses) / len(batch_losses))
+        if losses[-1] < best - tol:
+            best, since_best = losses[-1], 0
+        else:
+            since_best += 1
+        if tol >= 0 and since_best >= patience:
+            break
+    state = [opt.state[p] for p in params]
+    return torch.tensor(losses, dtype=torch.float64), params, state
+
+
+def make_fit_problem(I, H, O, dtype, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.randn(s, generator=g, dtype=dtype) for s in [(4 * H, I), (4 * H, H), (4 * H,)]]
+    params.append(torch.randn(4 * H, generator=g, dtype=dtype))
+    if O:
+        params += [
+            torch.randn(O, H, generator=g, dtype=dtype),
+            torch.randn(O, generator=g, dtype=dtype),
+        ]
+    out = O or H
+    batches = [
+        (
+            torch.randn(B, T, I, generator=g, dtype=dtype),
+            torch.rand(B, out, generator=g, dtype=dtype),
+        )
+        for B, T in [(1, 4), (3, 4), (2, 6)]
+    ]
+    return params, batches
+
+
+@pytest.mark.parametrize("I, H, O", [(1, 1, 0), (4, 1, 0), (2, 3, 0), (1, 2, 1), (3, 4, 2)])
+def test_fit_adam_equals_torch_adam(compiled, I, H, O):
+    params, batches = make_fit_problem(I, H, O, torch.float64)
+    lr, epochs = 0.01, 100  # 300 Adam steps
+    ref_losses, ref_params, ref_state = torch_adam_loop(batches, params, lr, epochs, -1.0, 0)
+    ours = [p.clone() for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    xs, ys = [x for x, _ in batches], [y for _, y in batches]
+    losses, step = compiled.fit_adam(xs, ys, ours, m, v, 0, lr, 0.9, 0.999, 1e-8, epochs, -1.0, 0)
+    assert step == epochs * len(batches)
+    torch.testing.assert_close(losses, ref_losses, atol=1e-12, rtol=1e-10)
+    for a, b, ma, va, s in zip(ours, ref_params, m, v, ref_state, strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(ma, s["exp_avg"], atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(va, s["exp_avg_sq"], atol=1e-12, rtol=1e-10)
+
+
+def test_fit_adam_resumes_and_stops_early(compiled):
+    params, batches = make_fit_problem(2, 3, 1, torch.float64)
+    xs, ys = [x for x, _ in batches], [y for _, y in batches]
+    ref_losses, ref_params, _ = torch_adam_loop(batches, params, 0.05, 60, 1e-3, 5)
+    ours = [p.clone() for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    first, step = compiled.fit_adam(xs, ys, ours, m, v, 0, 0.05, 0.9, 0.999, 1e-8, 10, -1.0, 0)
+    assert step == 30 and len(first) == 10
+    # Resuming with the moments and step carried over continues the same trajectory; the stop
+    # rule restarts (best = inf), so compare the trajectory, not the stop epoch, across the split.
+    rest, step = compiled.fit_adam(xs, ys, ours, m, v, step, 0.05, 0.9, 0.999, 1e-8, 50, -1.0, 0)
+    full = torch.cat([first, rest])
+    whole = [p.clone() for p in params]
+    mw = [torch.zeros_like(p) for p in params]
+    vw = [torch.zeros_like(p) for p in params]
+    all_losses, _ = compiled.fit_adam(xs, ys, whole, mw, vw, 0, 0.05, 0.9, 0.999, 1e-8, 60, -1.0, 0)
+    torch.testing.assert_close(full, all_losses, atol=0, rtol=0)
+    # Early stop: the same epochs as the Python rule.
+    stopped = [p.clone() for p in params]
+    ms = [torch.zeros_like(p) for p in params]
+    vs = [torch.zeros_like(p) for p in params]
+    losses, _ = compiled.fit_adam(xs, ys, stopped, ms, vs, 0, 0.05, 0.9, 0.999, 1e-8, 60, 1e-3, 5)
+    assert len(losses) == len(ref_losses) < 60
+    torch.testing.assert_close(losses, ref_losses, atol=1e-12, rtol=1e-10)
+
+
+def test_fit_adam_float32_close_to_float64(compiled):
+    params, batches = make_fit_problem(1, 2, 1, torch.float64)
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        ps = [p.to(dtype, copy=True) for p in params]
+        m = [torch.zeros_like(p) for p in ps]
+        v = [torch.zeros_like(p) for p in ps]
+        xs = [x.to(dtype) for x, _ in batches]
+        ys = [y.to(dtype) for _, y in batches]
+        losses, _ = compiled.fit_adam(xs, ys, ps, m, v, 0, 0.01, 0.9, 0.999, 1e-8, 50, -1.0, 0)
+        results.append(losses)
+    torch.testing.assert_close(results[1], results[0], atol=1e-4, rtol=1e-3)
+
+
+def test_errors_name_the_argument(compiled):
+    x = torch.zeros(3, 2, 4)
+    with pytest.raises(RuntimeError, match="weight_hh: expected dtype"):
+        compiled.forward(
+            x, torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(20, 4), torch.zeros(20, 5).double(),
+            None, None, None, False,
+        )  # fmt: skip
+    with pytest.raises(RuntimeError, match="batch_sizes: expected 3 entries"):
+        compiled.forward(
+            x, torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(20, 4), torch.zeros(20, 5),
+            None, None, torch.tensor([2, 1]), False,
+        )  # fmt: skip
+    p = [torch.zeros(4, 1), torch.zeros(4, 1), torch.zeros(4), torch.zeros(4)]
+    z = [torch.zeros_like(t) for t in p]
+    with pytest.raises(RuntimeError, match=r"xs\[0\]: expected \(B, T, 1\)"):
+        compiled.fit_adam(
+            [torch.zeros(1, 4, 2)], [torch.zeros(1)], p, z, z, 0, 0.1, 0.9, 0.999, 1e-8, 1, -1.0, 0
+        )
