@@ -87,14 +87,16 @@ class LSTMbyHand(nn.Module):
         W = gate_views(self.lstm.weight_ih_l0)
         U = gate_views(self.lstm.weight_hh_l0)
         b = gate_views(self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0)
-        return {gate: {"input_weights": W[gate], "hidden_weights": U[gate], "bias": b[gate]} for gate in W}
+        return {
+            gate: {"input_weights": W[gate], "hidden_weights": U[gate], "bias": b[gate]}
+            for gate in W
+        }
 
     def as_batch(self, x: Tensor) -> Tensor:
         """Apply the shape rules: 1-D is one flat sequence, 2-D a batch of them, 3-D (B, T, I)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            x = x.to(self.lstm.weight_ih_l0.dtype)
+        x = x.to(self.lstm.weight_ih_l0.dtype)  # ints, and float32 data into a float64 model
         I = self.input_size
         if x.dim() in (1, 2):
             if x.shape[-1] % I != 0 or x.shape[-1] == 0:
@@ -105,7 +107,9 @@ class LSTMbyHand(nn.Module):
             return x.reshape(-1, x.shape[-1] // I, I)  # (B, T, I)
         if x.dim() == 3:
             if x.shape[-1] != I or x.shape[1] == 0:
-                raise ValueError(f"expected shape (batch, steps, {I}) with steps > 0, got {tuple(x.shape)}")
+                raise ValueError(
+                    f"expected shape (batch, steps, {I}) with steps > 0, got {tuple(x.shape)}"
+                )
             return x
         raise ValueError(
             f"expected a 1-D, 2-D or 3-D tensor ((steps*{I},), (batch, steps*{I}) or (batch, steps, {I})), "
@@ -130,11 +134,19 @@ class LSTMbyHand(nn.Module):
         finally:
             self.train(was_training)
 
+    def _targets(self, y: Tensor, batch: int) -> Tensor:
+        """Targets reshaped to the prediction's (B, O), O = output_size or hidden_size."""
+        out = self.head.out_features if self.head is not None else self.hidden_size
+        if not isinstance(y, Tensor) or y.numel() != batch * out:
+            shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(
+                f"expected targets with {batch * out} values ({batch} x {out}), got {shape}"
+            )
+        return y.reshape(batch, out).to(self.lstm.weight_ih_l0.dtype)
+
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
-        pred = self(x)
-        if pred.numel() != y.numel():
-            raise ValueError(f"expected targets with {pred.numel()} values, got shape {tuple(y.shape)}")
-        return nn.functional.mse_loss(pred, y.reshape(pred.shape).to(pred.dtype))
+        x = self.as_batch(x)  # (B, T, I)
+        return nn.functional.mse_loss(self(x), self._targets(y, x.shape[0]))
 
     def optimizer(self, lr: float) -> torch.optim.Adam:
         """The model's Adam, kept across `train_model` calls so that its moments carry on."""
@@ -149,8 +161,8 @@ class LSTMbyHand(nn.Module):
         batches,
         max_epoch: int = 1000,
         lr: float = 1e-3,
-        tol: float | None = 1e-7,
-        patience: int = 100,
+        tol: float | None = 1e-9,
+        patience: int = 5000,
         progress: bool | None = None,
     ) -> list[float]:
         """Adam on mean squared error for at most `max_epoch` epochs; returns the loss of every epoch.
@@ -165,7 +177,9 @@ class LSTMbyHand(nn.Module):
             raise ValueError(f"lr: expected a positive number, got {lr!r}")
         if progress is None:
             progress = max_epoch >= 1000 and sys.stderr.isatty()
-        fixed_order = not isinstance(batches, DataLoader) or isinstance(batches.sampler, SequentialSampler)
+        fixed_order = not isinstance(batches, DataLoader) or isinstance(
+            batches.sampler, SequentialSampler
+        )
         epochs = _FixedBatches(batches) if fixed_order else batches
         self.train()
         optimizer = self.optimizer(lr)
@@ -195,8 +209,10 @@ class LSTMbyHand(nn.Module):
         return losses
 
     def _can_fit_natively(self, batches: list[tuple[Tensor, Tensor]]) -> bool:
-        return native.compiled() is not None and hasattr(native.compiled(), "fit_adam") and (
-            self.lstm.weight_ih_l0.device.type == "cpu"
+        return (
+            native.compiled() is not None
+            and hasattr(native.compiled(), "fit_adam")
+            and (self.lstm.weight_ih_l0.device.type == "cpu")
         )
 
     def _fit_native(self, batches, optimizer, max_epoch, tol, patience) -> list[float]:
@@ -210,7 +226,9 @@ class LSTMbyHand(nn.Module):
                 state["exp_avg_sq"] = torch.zeros_like(p)
         group = optimizer.param_groups[0]
         xs = [self.as_batch(x).contiguous() for x, _ in batches]
-        ys = [y.reshape(x.shape[0], -1).to(x.dtype).contiguous() for x, (_, y) in zip(xs, batches, strict=True)]
+        ys = [
+            self._targets(y, x.shape[0]).contiguous() for x, (_, y) in zip(xs, batches, strict=True)
+        ]
         step = int(optimizer.state[params[0]]["step"])
         with torch.no_grad():
             losses, step = native.compiled().fit_adam(
