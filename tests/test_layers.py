@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -213,3 +215,28 @@ def test_library_never_runs_torchs_lstm_kernels():
         f"torch's own recurrent kernels ran inside the library: {sorted(set(forbidden))}"
     )
     assert any("mm" in e.name for e in prof.events())  # the profile did record our own ops
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dims=st.lists(st.integers(0, 4), min_size=0, max_size=4),
+    batch_first=st.booleans(),
+    bidirectional=st.booleans(),
+)
+def test_any_input_shape_gives_nn_lstm_shapes_or_a_clear_error(dims, batch_first, bidirectional):
+    """Random shapes: our result has nn.LSTM's shapes where nn.LSTM gives one, else an error saying what."""
+    ours = lstmbyhand.LSTM(3, 2, batch_first=batch_first, bidirectional=bidirectional)
+    theirs = ours.to_torch()
+    x = torch.randn(tuple(dims))
+    try:
+        expected = theirs(x)
+    except (RuntimeError, ValueError, IndexError):
+        expected = None
+    try:
+        output, (h_n, c_n) = ours(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        assert "xpected" in str(err) and "got" in str(err)
+        return
+    assert expected is not None, f"nn.LSTM refuses shape {dims}, ours accepted it"
+    assert output.shape == expected[0].shape and h_n.shape == expected[1][0].shape
+    assert torch.allclose(output, expected[0], atol=1e-5)
