@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.optim import Adam
 
 
 @dataclass
@@ -45,28 +46,17 @@ class Progress:
 
 
 def pack(
-    model: torch.nn.Module,
-    best: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    progress: Progress,
+    model: torch.nn.Module, best: dict[str, torch.Tensor], optimizer: Adam, progress: Progress
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Everything to resume from, split into tensors and JSON."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best.items()})
-    opt = optimizer.state_dict()
-    scalars: dict[str, dict] = {}
-    for i, state in opt["state"].items():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{i}.{k}"] = v
-            else:
-                scalars.setdefault(str(i), {})[k] = v
+    tensors.update({f"optim.{k}": v for k, v in optimizer.state_tensors().items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
     meta = progress.to_dict()
-    meta["param_groups"] = opt["param_groups"]
-    meta["optim_scalars"] = scalars
+    meta["optim"] = optimizer.settings()
     return tensors, meta
 
 
@@ -74,7 +64,7 @@ def unpack(
     tensors: dict[str, torch.Tensor],
     meta: dict,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     where: str,
 ) -> tuple[dict[str, torch.Tensor], Progress]:
     """Restore model, optimizer and RNG in place; return the best weights and the progress."""
@@ -82,18 +72,10 @@ def unpack(
         current = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         model.load_state_dict(current)
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, i, name = k.split(".", 2)
-                state.setdefault(int(i), {})[name] = v
-        for i, scalars in meta["optim_scalars"].items():
-            state.setdefault(int(i), {}).update(scalars)
-        groups = meta["param_groups"]
-        for g in groups:
-            if "betas" in g:
-                g["betas"] = tuple(g["betas"])
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        if set(best) != set(current):
+            raise KeyError("best weights")
+        optim = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
+        optimizer.load(optim, meta["optim"])
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))

@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    try:
+        return _main(argv)
+    finally:  # commands may set torch's thread count: give a calling program its own back
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     command = "lstmbyhand"
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex 
     numbers = pd.to_numeric(text, errors="coerce")
     if not numbers.isna().any():
         stamps: pd.DatetimeIndex | np.ndarray = numbers.to_numpy(dtype=np.float64)
-        if np.all(stamps == np.round(stamps)):
+        if np.all(stamps == np.round(stamps)) and np.all(np.abs(stamps) < 2**53):
             stamps = stamps.astype(np.int64)
         order = np.diff(stamps)
     else:
@@ -215,7 +216,10 @@ def infer_freq(stamps: pd.DatetimeIndex | np.ndarray) -> str | float | None:
     if len(stamps) < 3:
         return None
     if isinstance(stamps, pd.DatetimeIndex):
-        return pd.infer_freq(stamps)
+        with warnings.catch_warnings():  # pandas 3 announces offsets instead of strings
+            warnings.simplefilter("ignore")
+            freq = pd.infer_freq(stamps)
+        return freq if freq is None or isinstance(freq, str) else freq.freqstr
     steps = np.diff(stamps)
     step = steps[0]
     return float(step) if np.all(steps == step) and math.isfinite(float(step)) else None

@@ -1,4 +1,4 @@
-"""The training loop: Adam on the mean squared error of scaled forecasts, early stopping, checkpoints.
+"""The training loop: Adam (optim.py) on the mean squared error of scaled forecasts, early stopping, checkpoints.
 
     train(TrainSettings(data="airline.csv", target="passengers"), out="runs/air")
 
@@ -34,6 +34,7 @@ from lstmbyhand import checkpoint, plots
 from lstmbyhand.checkpoint import Progress
 from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.model import Forecaster
+from lstmbyhand.optim import Adam
 from lstmbyhand.pipeline import Prepared, load_series, prepare
 from lstmbyhand.runs import CONFIG, LOSS_PLOT, STATE, RunDir
 from lstmbyhand.scaling import Scaler
@@ -69,7 +70,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam,
         train_loader: DataLoader,
         val_data: tuple[torch.Tensor, torch.Tensor],
         clip: float,
@@ -91,7 +92,7 @@ class Trainer:
             loss = loss_fn(self.model(x), y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at batch {b}")
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             loss.backward()
             if self.clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
@@ -212,6 +213,7 @@ def train(
         run.require(CONFIG)
         saved = run.read_config()
         merged = {**saved["settings"], **{k: getattr(s, k) for k in (given or set())}}
+        merged["data"] = s.data  # the file given now (checked against the run's by content)
         s = TrainSettings.from_dict(merged)
         s.check()
     series = load_series(s)
@@ -224,7 +226,7 @@ def train(
 
     torch.manual_seed(s.seed)
     model = Forecaster(s.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    optimizer = Adam(model.parameters(), lr=s.lr)
     train_set = TensorDataset(*prep.tensors("train"))
     sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
     loader = DataLoader(train_set, batch_size=s.batch_size, sampler=sampler)
@@ -267,7 +269,7 @@ def train(
                         + "; try a smaller --lr or --clip 1.0"
                     ) from None
                 row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                       "lr": optimizer.param_groups[0]["lr"],
+                       "lr": optimizer.lr,
                        "seconds": round(time.perf_counter() - start, 4)}  # fmt: skip
                 progress.epoch = epoch
                 progress.history.append(row)

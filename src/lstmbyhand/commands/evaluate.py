@@ -16,8 +16,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmbyhand.commands import use_threads
     from lstmbyhand.evaluate import evaluate, format_table
     from lstmbyhand.restore import open_run
+
+    use_threads(None)
 
     model, settings, config, prep = open_run(args.run, args.data)
     result = evaluate(model, prep, int(config.get("season") or 0))

@@ -20,8 +20,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lstmbyhand import plots
+    from lstmbyhand.commands import use_threads
     from lstmbyhand.forecast import forecast_frame
     from lstmbyhand.restore import open_run
+
+    use_threads(None)
 
     if args.steps < 1:
         raise UserError(f"--steps must be a whole number ≥ 1, got {args.steps}")

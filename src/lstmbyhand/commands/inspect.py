@@ -19,7 +19,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lstmbyhand import plots
+    from lstmbyhand.commands import use_threads
     from lstmbyhand.restore import open_run
+
+    use_threads(None)
 
     model, settings, _, prep = open_run(args.run, args.data, split=False)
     x = prep.series.values[-settings.window :][None, :]  # (1, W)

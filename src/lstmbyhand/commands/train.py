@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1, or OMP_NUM_THREADS)")
     p.set_defaults(func=run)
 
 
@@ -59,8 +60,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainSettings, set[str
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmbyhand.commands import use_threads
     from lstmbyhand.train import train
 
+    use_threads(args.threads)
     settings, given = settings_from_args(args)
     out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.target}")
     result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,

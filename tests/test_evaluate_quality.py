@@ -1,0 +1,33 @@
+"""The point of the forecaster: it beats "next = last" on the bundled real series, with defaults."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pytest
+import torch
+
+from lstmbyhand.evaluate import evaluate
+from lstmbyhand.restore import open_run
+from lstmbyhand.settings import TrainSettings
+from lstmbyhand.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize(
+    "file, target",
+    [("airline.csv", "passengers"), ("nile.csv", "flow"), ("lynx.csv", "trappings")],
+)
+def test_default_model_beats_the_naive_forecast(tmp_path, file, target):
+    path = str(files("lstmbyhand") / "datasets" / file)
+    train(TrainSettings(path, target), tmp_path / "run", quiet=True)  # all defaults, seed 0
+    model, settings, config, prep = open_run(tmp_path / "run")
+    m = evaluate(model, prep, config["season"])["metrics"]
+    assert m["model"]["mae"] < m["naive"]["mae"], m
