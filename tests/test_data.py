@@ -185,14 +185,22 @@ def test_last_scaling_zero_output_is_the_naive_forecast():
 
 def test_window_scaling_uses_each_window():
     x = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
-    xs = Scaler.fit("window", np.arange(5.0)).transform(x)
+    train = np.array([0.0, 0.1, 0.0, 0.1])
+    sc = Scaler.fit("window", train)
+    assert sc.scale == pytest.approx(np.std(np.diff(train)))  # σ_Δ: the floor of s_x
+    xs = sc.transform(x)
     np.testing.assert_allclose(xs[0], xs[1])  # the same shape at another level and scale
     np.testing.assert_allclose(xs.mean(axis=1), 0, atol=1e-12)
+    flat = sc.transform(np.array([[5.0, 5.0, 5.001]]))  # nearly flat: divided by the floor
+    expect = (np.array([[5.0, 5.0, 5.001]]) - 5.000333333333) / sc.scale
+    np.testing.assert_allclose(flat, expect, atol=1e-9)
 
 
 def test_constant_series_does_not_divide_by_zero():
     sc = Scaler.fit("global", np.full(10, 5.0))
-    assert sc.scale == 1.0
+    assert sc.scale == 5.0  # no spread: falls back to the mean size of the values
+    assert Scaler.fit("last", np.arange(10.0)).scale == pytest.approx(np.std(np.arange(10.0)))
+    assert Scaler.fit("last", np.zeros(4)).scale == 1.0
     assert np.isfinite(Scaler.fit("window", np.ones(3)).transform(np.ones((1, 3)))).all()
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -88,7 +89,9 @@ def test_run_directory_holds_everything(tmp_path):
     assert config["data"]["path"] == str(Path(data).resolve())
     assert config["data"]["target"] == "y" and config["data"]["time"] == "t"
     assert config["settings"]["window"] == 6 and config["model"]["hidden"] == 4
-    assert config["scaler"]["kind"] == "last"
+    assert config["scaler"]["kind"] == "window"  # the default
+    train_part = pd.read_csv(data)["y"].to_numpy()[: config["split"]["n_train"]]
+    assert config["scaler"]["scale"] == pytest.approx(np.std(np.diff(train_part)))  # train only
     assert config["split"]["n_train"] + config["split"]["n_val"] + config["split"]["n_test"] == 60
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4] == list(range(1, r.progress.epoch + 1))

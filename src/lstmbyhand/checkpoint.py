@@ -1,12 +1,15 @@
 """The resumable training state, as tensors + JSON (no pickle): what `--resume` needs to continue.
 
-tensors                                    JSON (the file's metadata)
-  model.<name>    current weights            epoch, best_val, best_epoch, bad_epochs
-  best.<name>     best weights so far        history: one metrics row per finished epoch
-  optim.<i>.<k>   Adam's per-parameter       param_groups: lr, betas, eps, ... per group
-                  step, exp_avg, exp_avg_sq
-  rng.torch       torch.get_rng_state()      (the data order is a function of seed and epoch)
-  rng.cuda        CUDA RNG states, when used
+Tensors, by name:
+
+- ``model.<name>``: current weights; ``best.<name>``: the best weights so far
+- ``optim.m.<i>``, ``optim.v.<i>``: Adam's moments per parameter (see optim.py)
+- ``rng.torch``: torch.get_rng_state(); under torchrun also ``rng.torch.<rank>`` for every rank
+- ``rng.cuda``: the CUDA RNG states, when CUDA was used
+
+JSON (the file's metadata): epoch, best_val, best_epoch, bad_epochs, history (one metrics row per
+finished epoch) and optim (Adam's step count t, lr, betas, eps). The order of the training windows
+is a function of the seed and the epoch, so it needs no state.
 """
 
 from __future__ import annotations
@@ -46,13 +49,19 @@ class Progress:
 
 
 def pack(
-    model: torch.nn.Module, best: dict[str, torch.Tensor], optimizer: Adam, progress: Progress
+    model: torch.nn.Module,
+    best: dict[str, torch.Tensor],
+    optimizer: Adam,
+    progress: Progress,
+    rank_rng: list[torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Everything to resume from, split into tensors and JSON."""
+    """Everything to resume from, split into tensors and JSON. rank_rng: every rank's RNG state."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best.items()})
     tensors.update({f"optim.{k}": v for k, v in optimizer.state_tensors().items()})
     tensors["rng.torch"] = torch.get_rng_state()
+    if rank_rng and len(rank_rng) > 1:
+        tensors.update({f"rng.torch.{r}": state for r, state in enumerate(rank_rng)})
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
     meta = progress.to_dict()
@@ -66,6 +75,7 @@ def unpack(
     model: torch.nn.Module,
     optimizer: Adam,
     where: str,
+    rank: int = 0,
 ) -> tuple[dict[str, torch.Tensor], Progress]:
     """Restore model, optimizer and RNG in place; return the best weights and the progress."""
     try:
@@ -76,7 +86,7 @@ def unpack(
             raise KeyError("best weights")
         optim = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
         optimizer.load(optim, meta["optim"])
-        torch.set_rng_state(tensors["rng.torch"])
+        torch.set_rng_state(tensors.get(f"rng.torch.{rank}", tensors["rng.torch"]))
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
         progress = Progress.from_dict(meta)

@@ -2,7 +2,10 @@
 
     x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> y' (B, horizon)
 
-All H forecasts come out at once (direct multi-output); `forecast.py` feeds them back in for more
+The head starts at zero, so the untrained model outputs y' = 0: with `last` scaling that is exactly
+the naive forecast (the last value), with `window` the window's mean, with `global` the train mean.
+Training starts from that baseline, and early stopping keeps it (epoch 0) unless an epoch beats it
+on the validation part. All H forecasts come out at once (direct multi-output); `forecast.py` feeds them back in for more
 steps than the horizon. Built from `ModelConfig`, which is saved in every run's config.json.
 """
 
@@ -20,7 +23,7 @@ from lstmbyhand.layers import LSTM
 class ModelConfig:
     """The settings that fix the model's shape."""
 
-    window: int = 24
+    window: int = 12
     horizon: int = 1
     hidden: int = 32
     layers: int = 1
@@ -51,6 +54,8 @@ class Forecaster(nn.Module):
             1, config.hidden, num_layers=config.layers, dropout=dropout, batch_first=True
         )
         self.head = nn.Linear(config.hidden, config.horizon)
+        nn.init.zeros_(self.head.weight)  # start as the scaling's baseline: y' = 0
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """x' (B, W) scaled inputs -> y' (B, horizon) scaled forecasts."""

@@ -4,13 +4,15 @@ For a window x (K, W) with last value x_W and targets y (K, H), three choices (`
 
     global   x' = (x - μ) / σ            y' = (y - μ) / σ            μ, σ: mean, std of the train part
     last     x' = (x - x_W) / σ_Δ        y' = (y - x_W) / σ_Δ        σ_Δ: std of train's steps y_t - y_{t-1}
-    window   x' = (x - m_x) / s_x        y' = (y - m_x) / s_x        m_x, s_x: the window's own mean, std
+    window   x' = (x - m_x) / s_x        y' = (y - m_x) / s_x        m_x: the window's own mean,
+                                                                      s_x = max(its std, σ_Δ)
 
 and the inverse maps the network's y' back: y = y' σ + μ, y = x_W + y' σ_Δ, y = m_x + y' s_x.
 `global` fails once a trending series leaves the training range (the network never saw such
 inputs and cannot output such targets); `last` predicts the change from the last value, so a
 network that outputs 0 is exactly the naive forecast; `window` rescales every window on its own.
-Only the train part is used to fit μ, σ, σ_Δ. A zero spread is replaced by 1 (a constant series).
+The floor σ_Δ keeps a nearly flat window from being blown up to huge values. Only the train part
+is used to fit μ, σ, σ_Δ. A zero σ_Δ or σ falls back to σ, then mean |y|, then 1.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import numpy as np
 SCALINGS = ("global", "last", "window")
 
 
-def _spread(x: np.ndarray, axis=None) -> np.ndarray:
-    s = np.std(x, axis=axis)
-    return np.where(s > 1e-12 * (1 + np.abs(np.mean(x, axis=axis))), s, 1.0)
+def _first_positive(*candidates: float) -> float:
+    """The first spread that is not (numerically) zero; 1 if all are."""
+    for c in candidates:
+        if c > 1e-12:
+            return float(c)
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,11 @@ class Scaler:
         if kind not in SCALINGS:
             raise ValueError(f"expected scaling in {SCALINGS}, got {kind!r}")
         train = np.asarray(train, dtype=np.float64)
-        if kind == "last":
+        level = (float(np.std(train)), float(np.abs(train).mean()))  # fallbacks, same units
+        if kind in ("last", "window"):  # scale: σ_Δ (for `window`, the floor of s_x)
             steps = np.diff(train) if len(train) > 1 else np.zeros(1)
-            return cls(kind, 0.0, float(_spread(steps)))
-        return cls(kind, float(np.mean(train)), float(_spread(train)))
+            return cls(kind, 0.0, _first_positive(float(np.std(steps)), *level))
+        return cls(kind, float(np.mean(train)), _first_positive(*level))
 
     def reference(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shift and scale per window, (K, 1) each, for raw inputs x (K, W)."""
@@ -53,7 +59,7 @@ class Scaler:
             return np.full((K, 1), self.center), np.full((K, 1), self.scale)
         if self.kind == "last":
             return x[:, -1:], np.full((K, 1), self.scale)
-        return x.mean(axis=1, keepdims=True), _spread(x, axis=1)[:, None]
+        return x.mean(axis=1, keepdims=True), np.maximum(x.std(axis=1), self.scale)[:, None]
 
     def transform(self, x: np.ndarray, y: np.ndarray | None = None):
         """x (K, W) [, y (K, H)] -> x' (K, W) [, y' (K, H)] in the network's units."""

@@ -26,7 +26,7 @@ class TrainSettings:
     data: str
     target: str
     time: str | None = None
-    window: int = 24
+    window: int = 12
     horizon: int = 1
     hidden: int = 32
     layers: int = 1
@@ -39,7 +39,7 @@ class TrainSettings:
     patience: int = 30
     season: int | None = None  # None: from the time column's frequency (12 for monthly), else 0
     fill: str = "none"
-    scaling: str = "last"
+    scaling: str = "window"
     clip: float = 1.0
     seed: int = 0
     device: str = "auto"

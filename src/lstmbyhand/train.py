@@ -1,4 +1,4 @@
-"""The training loop: Adam (optim.py) on the mean squared error of scaled forecasts, early stopping, checkpoints.
+"""The training loop: Adam on the mean squared error of scaled forecasts, early stopping, checkpoints.
 
     train(TrainSettings(data="airline.csv", target="passengers"), out="runs/air")
 
@@ -8,10 +8,11 @@ training state, metrics.csv (in that order, each file atomic). Early stopping en
 `patience` epochs without a better validation loss (0: never). A NaN or infinite loss stops training
 with the last good checkpoint kept. Ctrl-C and SIGTERM stop it the same way (see `signals.py`).
 
-Distributed data parallel is a seam here, not a fork: `Trainer` takes the model (wrapped or not),
-a sampler with `set_epoch` (a `DistributedSampler`; with one process, the same class with
-num_replicas=1 gives the same seeded order per epoch), `is_main` for the writing, and sums the
-validation loss over processes with `all_reduce` when a process group is running.
+Under torchrun the same loop runs on every rank (see `distributed.py`): the model is wrapped in
+DistributedDataParallel, a DistributedSampler (seeded, `set_epoch` each epoch) gives each rank its
+share of the windows -- with one process the same sampler, num_replicas=1, gives the same seeded
+order per epoch -- and the training and validation losses are summed over ranks with all_reduce.
+Only rank 0 writes files and shows the progress bar; every rank's RNG state goes into the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from lstmbyhand import checkpoint, plots
+from lstmbyhand import checkpoint, distributed, plots
 from lstmbyhand.checkpoint import Progress
 from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.model import Forecaster
@@ -57,13 +57,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def world() -> tuple[int, int]:
-    """(rank, world_size): (0, 1) unless a torch.distributed process group is running."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class Trainer:
     """One epoch of training and one validation pass; knows nothing about files."""
 
@@ -71,13 +64,12 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: Adam,
-        train_loader: DataLoader,
-        val_data: tuple[torch.Tensor, torch.Tensor],
+        data: tuple[DataLoader, tuple[torch.Tensor, torch.Tensor]],
         clip: float,
         device: torch.device,
     ) -> None:
-        self.model, self.optimizer, self.loader = model, optimizer, train_loader
-        self.val_x, self.val_y = val_data  # (K, W), (K, H): this process's share
+        self.model, self.optimizer = model, optimizer
+        self.loader, (self.val_x, self.val_y) = data  # val: (K, W), (K, H), this rank's share
         self.clip, self.device = clip, device
 
     def train_epoch(self, epoch: int) -> float:
@@ -86,19 +78,20 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # a new, seeded shuffle each epoch (same on every process)
         self.model.train()
-        total, count = 0.0, 0
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, windows
         for b, (x, y) in enumerate(self.loader, start=1):
             x, y = x.to(self.device), y.to(self.device)  # (B, W), (B, H)
             loss = loss_fn(self.model(x), y)
-            if not torch.isfinite(loss):
+            if not distributed.all_true(bool(torch.isfinite(loss)), self.device):  # all ranks stop
                 raise FloatingPointError(f"training loss became {loss.item()} at batch {b}")
             self.optimizer.zero_grad()
             loss.backward()
             if self.clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.optimizer.step()
-            total, count = total + loss.item() * len(x), count + len(x)
-        return total / max(count, 1)
+            sums += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64)
+        distributed.all_sum(sums)
+        return (sums[0] / sums[1].clamp(min=1)).item()
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -109,9 +102,7 @@ class Trainer:
         if len(x):
             sums[0] = ((self.model(x) - y) ** 2).sum().double()
             sums[1] = y.numel()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums)
-        loss = (sums[0] / sums[1]).item()
+        loss = (distributed.all_sum(sums)[0] / sums[1]).item()
         if not math.isfinite(loss):
             raise FloatingPointError(f"validation loss became {loss}")
         return loss
@@ -122,6 +113,7 @@ class Result:
     run: Path
     progress: Progress
     stopped_early: bool
+    world_size: int = 1
 
 
 def sha256_file(path: str) -> str:
@@ -202,15 +194,17 @@ def train(
     quiet: bool = False,
     given: set[str] | None = None,
 ) -> Result:
-    """Train (or resume) a run into `out`. `given`: the settings the user set explicitly."""
+    """Train (or resume) a run into `out`. `given`: the settings the user set explicitly.
+
+    Under torchrun (a process group is running) every rank calls this with the same arguments.
+    """
     s.check()
-    rank, world_size = world()
+    rank, world_size = distributed.rank_and_size()
     is_main = rank == 0
     run = RunDir(out)
     if resume and force:
         raise UserError("--resume and --force contradict each other; pass only one")
     if resume:
-        run.require(CONFIG)
         saved = run.read_config()
         merged = {**saved["settings"], **{k: getattr(s, k) for k in (given or set())}}
         merged["data"] = s.data  # the file given now (checked against the run's by content)
@@ -222,91 +216,115 @@ def train(
     prep = prepare(s, series, Scaler.from_dict(config["scaler"]) if config else None)
     if s.season is None:
         s.season = series.season
-    device = resolve_device(s.device)
+    device = distributed.local_device(resolve_device(s.device))
 
-    torch.manual_seed(s.seed)
+    torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = Forecaster(s.model).to(device)
     optimizer = Adam(model.parameters(), lr=s.lr)
-    train_set = TensorDataset(*prep.tensors("train"))
-    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
-    loader = DataLoader(train_set, batch_size=s.batch_size, sampler=sampler)
-    val_x, val_y = prep.tensors("val")
-    net = model
-    if world_size > 1:
-        net = nn.parallel.DistributedDataParallel(model)
-    trainer = Trainer(net, optimizer, loader, (val_x[rank::world_size], val_y[rank::world_size]),
-                      s.clip, device)  # fmt: skip
+    net = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    trainer = Trainer(net, optimizer, loaders(prep, s, rank, world_size), s.clip, device)
 
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     progress = Progress()
     if resume:
         tensors, meta = run.read_state()
-        best, progress = checkpoint.unpack(tensors, meta, model, optimizer, str(run.file(STATE)))
-    elif is_main:
-        run.create(force)
+        where = str(run.file(STATE))
+        best, progress = checkpoint.unpack(tensors, meta, model, optimizer, where, rank)
+    else:
+        error = None
+        if is_main:
+            try:
+                run.create(force)
+            except UserError as err:
+                error = err
+        if not distributed.all_true(error is None, device):
+            raise error or UserError(f"rank 0 could not create {run.path}; see its message")
+        progress.best_val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
     if is_main:
         run.write_config(make_config(s, prep, digest, world_size))
-        if resume:  # a crash may have come between the files of the last epoch
-            run.write_weights(best, {"epoch": progress.best_epoch})
-            run.write_metrics(progress.history)
+        run.write_weights(best, {"epoch": progress.best_epoch})  # after a resume: a crash may
+        run.write_metrics(progress.history)  # have come between the files of the last epoch
 
-    done = progress.epoch >= s.epochs or (s.patience and progress.bad_epochs >= s.patience)
-    bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
-               disable=quiet or not is_main, dynamic_ncols=True, leave=True)  # fmt: skip
     signals = StopSignals()
+    bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
+               disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
     try:
         with signals:
-            while not done:
-                epoch = progress.epoch + 1
-                start = time.perf_counter()
-                try:
-                    train_loss = trainer.train_epoch(epoch)
-                    val_loss = trainer.validate()
-                except FloatingPointError as err:
-                    raise TrainingStopped(
-                        f"{err} in epoch {epoch}; training stopped. "
-                        + _kept(run, progress)
-                        + "; try a smaller --lr or --clip 1.0"
-                    ) from None
-                row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                       "lr": optimizer.lr,
-                       "seconds": round(time.perf_counter() - start, 4)}  # fmt: skip
-                progress.epoch = epoch
-                progress.history.append(row)
-                if val_loss < progress.best_val:
-                    progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
-                    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    progress.bad_epochs += 1
-                if is_main:
-                    with signals.deferred():  # a checkpoint is never cut in half by Ctrl-C
-                        if progress.best_epoch == epoch:
-                            run.write_weights(best, {"epoch": epoch, "val_loss": val_loss})
-                        run.write_state(*checkpoint.pack(model, best, optimizer, progress))
-                        run.write_metrics(progress.history)
+            while not finished(s, progress):
+                best = run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals)
                 bar.update(1)
-                bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}",
+                row = progress.history[-1]
+                bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}",
                                 best=f"{progress.best_val:.4g}@{progress.best_epoch}")  # fmt: skip
-                done = epoch >= s.epochs or bool(s.patience and progress.bad_epochs >= s.patience)
     except KeyboardInterrupt:
         name, code = signals.received or ("SIGINT", 130)
+        again = f"lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume"
         raise TrainingStopped(
-            f"stopped by {name} during epoch {progress.epoch + 1}. "
-            + _kept(run, progress)
-            + f"; continue with: lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume",
+            f"stopped by {name} during epoch {progress.epoch + 1}. {_kept(run, progress)}; "
+            f"continue with: {again}",
             exit_code=code,
         ) from None
     finally:
         bar.close()
         if is_main and progress.history:
             plots.loss_curve(progress.history, run.file(LOSS_PLOT))
+    if not distributed.weights_agree(model):
+        raise RuntimeError(
+            "the ranks ended with different weights; this is a bug, please report it"
+        )
     stopped_early = bool(s.patience and progress.bad_epochs >= s.patience)
-    return Result(run.path, progress, stopped_early)
+    return Result(run.path, progress, stopped_early, world_size)
+
+
+def loaders(prep: Prepared, s: TrainSettings, rank: int, world_size: int):
+    """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
+    train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
+    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
+    val_x, val_y = prep.tensors("val")
+    return DataLoader(train_set, batch_size=s.batch_size, sampler=sampler), (
+        val_x[rank::world_size],
+        val_y[rank::world_size],
+    )
+
+
+def finished(s: TrainSettings, progress: Progress) -> bool:
+    return progress.epoch >= s.epochs or bool(s.patience and progress.bad_epochs >= s.patience)
+
+
+def run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals) -> dict:
+    """Train one epoch, validate, update progress and, on rank 0, the files. Returns `best`."""
+    epoch = progress.epoch + 1
+    start = time.perf_counter()
+    try:
+        train_loss = trainer.train_epoch(epoch)
+        val_loss = trainer.validate()
+    except FloatingPointError as err:
+        raise TrainingStopped(
+            f"{err} in epoch {epoch}; training stopped. {_kept(run, progress)}; "
+            "try a smaller --lr or --clip 1.0"
+        ) from None
+    progress.epoch = epoch
+    progress.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                             "lr": optimizer.lr,
+                             "seconds": round(time.perf_counter() - start, 4)})  # fmt: skip
+    if val_loss < progress.best_val:
+        progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        progress.bad_epochs += 1
+    rng = distributed.gather_rng_states()  # every rank takes part
+    if is_main:
+        with signals.deferred():  # a checkpoint is never cut in half by Ctrl-C
+            if progress.best_epoch == epoch:
+                run.write_weights(best, {"epoch": epoch, "val_loss": val_loss})
+            run.write_state(*checkpoint.pack(model, best, optimizer, progress, rng))
+            run.write_metrics(progress.history)
+    return best
 
 
 def _kept(run: RunDir, progress: Progress) -> str:
     if progress.epoch == 0:
-        return f"No epoch had finished, so {run.path} holds no checkpoint yet"
+        return f"No epoch had finished, so {run.path} holds no checkpoint to resume from"
     return (
         f"The checkpoint of epoch {progress.epoch} (best: epoch {progress.best_epoch}) is kept "
         f"in {run.path}"

@@ -7,6 +7,7 @@ the run's own settings).
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,25 +15,25 @@ from lstmbyhand.settings import DEVICES, TrainSettings
 
 FLAGS = {  # field: (type, help)
     "time": (str, "time column (default: the first column, when it holds dates or numbers)"),
-    "window": (int, "input window length (default 24)"),
-    "horizon": (int, "steps forecast at once (default 1)"),
-    "hidden": (int, "LSTM hidden size (default 32)"),
-    "layers": (int, "stacked LSTM layers (default 1)"),
-    "dropout": (float, "dropout between stacked layers (default 0)"),
-    "epochs": (int, "maximum epochs (default 300)"),
-    "batch_size": (int, "windows per batch (default 32)"),
-    "lr": (float, "Adam learning rate (default 0.005)"),
-    "val_fraction": (float, "share of the series for validation (default 0.15)"),
-    "test_fraction": (float, "share of the series for testing (default 0.15)"),
-    "patience": (int, "epochs without a better validation loss before stopping; 0: never (default 30)"),
+    "window": (int, "input window length"),
+    "horizon": (int, "steps forecast at once"),
+    "hidden": (int, "LSTM hidden size"),
+    "layers": (int, "stacked LSTM layers"),
+    "dropout": (float, "dropout between stacked layers"),
+    "epochs": (int, "maximum epochs"),
+    "batch_size": (int, "windows per batch"),
+    "lr": (float, "Adam learning rate"),
+    "val_fraction": (float, "share of the series for validation"),
+    "test_fraction": (float, "share of the series for testing"),
+    "patience": (int, "epochs without a better validation loss before stopping; 0: never"),
     "season": (int, "season length for the seasonal-naive baseline and MASE; 0: none "
                "(default: from the time column's frequency, e.g. 12 for monthly data)"),
-    "fill": (str, "missing values: none (refuse), interpolate, ffill, drop (default none)"),
-    "scaling": (str, "last: predict the change from the last value (default); window: scale each "
-                "window on its own; global: standardize with the train part's mean and std"),
-    "clip": (float, "clip the gradient norm to this; 0: no clipping (default 1.0)"),
-    "seed": (int, "random seed; the same seed gives the same run on the same machine (default 0)"),
-    "device": (str, "auto, cpu or cuda (default auto)"),
+    "fill": (str, "missing values: none (refuse), interpolate, ffill, drop"),
+    "scaling": (str, "window: scale each window by its own mean and spread; last: "
+                "predict the change from the last value; global: the train part's mean and std"),
+    "clip": (float, "clip the gradient norm to this; 0: no clipping"),
+    "seed": (int, "random seed; the same seed gives the same run on the same machine"),
+    "device": (str, "auto, cpu or cuda"),
 }  # fmt: skip
 
 
@@ -40,8 +41,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a forecaster on a CSV column", description=__doc__)
     p.add_argument("data", help="CSV file with a header row")
     p.add_argument("--target", required=True, help="the column to forecast")
+    defaults = {f.name: f.default for f in fields(TrainSettings)}
     for name, (kind, text) in FLAGS.items():
         extra = {"choices": DEVICES} if name == "device" else {}
+        text = text if "default" in text else f"{text} (default {defaults[name]})"
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text,
                        **extra)  # fmt: skip
     p.add_argument("--out", help="run directory (default: runs/<file>-<target>)")
@@ -60,19 +63,28 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainSettings, set[str
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmbyhand import distributed
     from lstmbyhand.commands import use_threads
     from lstmbyhand.train import train
 
     use_threads(args.threads)
     settings, given = settings_from_args(args)
     out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.target}")
-    result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,
-                   given=given)  # fmt: skip
+    distributed.init_from_env(settings.device)  # under torchrun: join the process group
+    try:
+        result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,
+                       given=given)  # fmt: skip
+    finally:
+        distributed.shutdown()
+    if distributed.rank_and_size()[0] != 0 or int(os.environ.get("RANK", "0")) != 0:
+        return 0
     p = result.progress
     why = "early stop" if result.stopped_early else "epoch limit"
     print(
         f"trained {p.epoch} epochs ({why}); best validation loss {p.best_val:.4g} at epoch "
         f"{p.best_epoch}; run saved in {result.run}"
     )
+    if result.world_size > 1:
+        print(f"{result.world_size} processes (DistributedDataParallel); weights identical on all")
     print(f"next: lstmbyhand evaluate {result.run}")
     return 0

@@ -1,0 +1,91 @@
+"""Training on several processes with torch.distributed: what `train.py` needs, nothing more.
+
+    torchrun --standalone --nproc_per_node=2 -m lstmbyhand train DATA.csv --target COL ...
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in each process's environment;
+`init_from_env` joins the process group (gloo on CPU, NCCL on CUDA). Every rank reads the data and
+builds the same model from the same seed; DistributedDataParallel averages gradients; a
+DistributedSampler gives each rank its share of every epoch's shuffled windows. Only rank 0 writes.
+Without torchrun (WORLD_SIZE unset or 1) every function here is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_size() -> tuple[int, int]:
+    """(rank, world_size): (0, 1) unless a process group is running."""
+    return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
+
+
+def init_from_env(device: str) -> bool:
+    """Join the process group torchrun describes; True when one is (now) running."""
+    if active():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return True
+
+
+def local_device(device: torch.device) -> torch.device:
+    """On CUDA, each process uses the GPU of its LOCAL_RANK."""
+    if device.type == "cuda" and active():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def shutdown() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
+def all_true(flag: bool, device: torch.device | None = None) -> bool:
+    """True only if `flag` is true on every rank (so all ranks take the same branch)."""
+    if not active():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, in place; the tensor itself without a process group."""
+    if active():
+        dist.all_reduce(t)
+    return t
+
+
+def gather_rng_states() -> list[torch.Tensor]:
+    """Every rank's torch RNG state, in rank order (only its own without a process group)."""
+    mine = torch.get_rng_state()  # (5056,) uint8
+    if not active():
+        return [mine]
+    states: list[torch.Tensor | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, mine)  # CPU tensors, whatever the backend
+    return states
+
+
+def weights_agree(model: torch.nn.Module) -> bool:
+    """True when every rank holds bit-identical parameters (what DDP promises)."""
+    if not active():
+        return True
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digests: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, h.hexdigest())
+    return len(set(digests)) == 1
