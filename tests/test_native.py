@@ -299,3 +299,30 @@ def test_errors_name_the_argument(compiled):
         compiled.fit_adam(
             [torch.zeros(1, 4, 2)], [torch.zeros(1)], p, z, z, 0, 0.1, 0.9, 0.999, 1e-8, 1, -1.0, 0
         )
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_in_blocks_of_steps(compiled, reverse, packed):
+    """forward_inference computes the input products a block of steps at a time (B * 4H large)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
+        11, 64, 3, 256, 0, True, packed, torch.float64, seed=6
+    )  # float64: the blocks are the same code in both dtypes, and rounding does not hide an error
+    args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, reverse)
+    for a, b in zip(compiled.forward_inference(*args), bptt.forward(*args)[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_threads_split_hidden_units(compiled, reverse, packed):
+    """Mid-sized steps run with the hidden units split across threads (one barrier per step)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
+        7, 32, 3, 64, 0, True, packed, torch.float64, seed=8
+    )  # 2 B 4H H >= 2^20 flops per step: split when torch has more than one thread
+    args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, reverse)
+    expected = bptt.forward(*args)
+    for a, b in zip(compiled.forward(*args), expected, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+    for a, b in zip(compiled.forward_inference(*args), expected[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])

@@ -9,7 +9,11 @@
 // its gradient, and their cache entries, outputs and dz rows stay zero, as in the PyTorch ops.
 #include "common.h"
 
+#include <ATen/native/CPUBlas.h>
 #include <dlfcn.h>
+#include <omp.h>
+
+#include <type_traits>
 
 namespace lstmbyhand {
 
@@ -36,6 +40,7 @@ Fn find_blas(const char* name) {
 
 const fortran_sgemm sgemm_fn = find_blas<fortran_sgemm>("sgemm_");
 const fortran_dgemm dgemm_fn = find_blas<fortran_dgemm>("dgemm_");
+
 
 // Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T + beta C^T.
 template <typename T, typename Fn>
@@ -67,6 +72,46 @@ void aten_gemm(bool transa, bool transb, int64_t m, int64_t n, int64_t k, T alph
   at::addmm_out(c, c, a, b, beta == T(0) ? T(1) : beta, alpha);
 }
 
+// oneDNN's batch-reduce GEMM kernel as torch exports it (at::native::cpublas::brgemm, float, row-major,
+// one thread): JIT-compiled for the CPU it runs on, it beats the BLAS on these shapes (measured ~100
+// GFLOP/s per core against MKL's ~80 on the AMD EPYC here). Tried once; if it throws, never again.
+bool brgemm_works() {
+  static const bool works = [] {
+    try {
+      float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {0, 0, 0, 0};
+      at::native::cpublas::brgemm(2, 2, 2, 2, 2, 2, false, a, b, c, false);
+      at::native::cpublas::brgemm_release(false);
+      return c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4;
+    } catch (...) {
+      return false;
+    }
+  }();
+  return works;
+}
+
+// C (m, n) = A (m, k) B (k, n) (+ C when add), split across threads by rows (tall) or by columns.
+void brgemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
+                int64_t ldb, float* C, int64_t ldc, bool add) {
+  const int64_t threads = at::get_num_threads();
+  if (threads == 1 || 2 * m * n * k < (int64_t{1} << 23) || at::in_parallel_region()) {
+    at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, add, A, B, C, false);
+    return;
+  }
+  const bool by_rows = m >= 64 * threads;
+  const int64_t extent = by_rows ? m : n;
+  const int64_t align = by_rows ? 1 : 16;  // whole vector registers per column block
+  const int64_t chunk = ((extent + threads - 1) / threads + align - 1) / align * align;
+  at::parallel_for(0, (extent + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t lo = part * chunk, len = std::min(chunk, extent - lo);
+      if (by_rows)
+        at::native::cpublas::brgemm(len, n, k, lda, ldb, ldc, add, A + lo * lda, B, C + lo * ldc, false);
+      else
+        at::native::cpublas::brgemm(m, len, k, lda, ldb, ldc, add, A, B + lo, C + lo, false);
+    }
+  });
+}
+
 }  // namespace
 
 template <>
@@ -77,6 +122,10 @@ void gemm<float>(bool transa, bool transb, int64_t m, int64_t n, int64_t k, floa
   if (k == 0) {
     for (int64_t r = 0; r < m; ++r)
       for (int64_t s = 0; s < n; ++s) C[r * ldc + s] = beta == 0.0f ? 0.0f : beta * C[r * ldc + s];
+    return;
+  }
+  if (!transa && !transb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && brgemm_works()) {
+    brgemm_f32(m, n, k, A, lda, B, ldb, C, ldc, beta == 1.0f);
     return;
   }
   if (!blas_gemm(sgemm_fn, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
@@ -128,12 +177,12 @@ at::Tensor buffer(bool packed, at::IntArrayRef shape, const at::TensorOptions& o
   return packed ? at::zeros(shape, opts) : at::empty(shape, opts);
 }
 
-// F2-F4 for one row: z (4H) pre-activations in, activated gates out in place; c (H) updated;
-// tanh(c_t) and r_t written.
+// F2-F4 for `len` hidden units of one row: the pre-activations z[k], z[H + k], z[2H + k], z[3H + k]
+// (i, f, g, o) in, activated gates out in place; c updated; tanh(c_t) and r_t written.
 template <typename T>
-inline void cell_forward(int64_t H, T* __restrict__ z, T* __restrict__ c, T* __restrict__ tc,
-                         T* __restrict__ r) {
-  for (int64_t k = 0; k < H; ++k) {
+inline void cell_forward(int64_t len, int64_t H, T* __restrict__ z, T* __restrict__ c,
+                         T* __restrict__ tc, T* __restrict__ r) {
+  for (int64_t k = 0; k < len; ++k) {
     const T i = sigmoid(z[k]);  // F2
     const T f = sigmoid(z[H + k]);  // F2
     const T g = tanh_act(z[2 * H + k]);  // F2
@@ -191,7 +240,10 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
 
   at::Tensor h = checked(h0, x, "h0").clone();  // (B, P) running state
   at::Tensor c = checked(c0, x, "c0").clone();  // (B, H)
-  at::Tensor gates = at::empty({T_, B, G}, opts);  // (T, B, G) z, then activated i, f, g, o
+  // Training keeps every step's gates (the cache); inference only needs a block of steps at a time,
+  // small enough to stay in cache (~1 MB), its input products computed one block ahead.
+  const int64_t block = keep_cache ? T_ : std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, B * G), 1, std::max<int64_t>(1, T_));
+  at::Tensor gates = at::empty({block, B, G}, opts);  // (T or block, B, G) z, then i, f, g, o
   at::Tensor output = buffer(packed, {T_, B, P}, opts);
   at::Tensor h_prev, c_prev, tanh_c;
   if (keep_cache) {
@@ -203,40 +255,94 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   at::Tensor tc_scratch = keep_cache ? at::Tensor() : at::empty({B, H}, opts);  // tanh(c_t) unkept
 
   T* zs = gates.data_ptr<T>();
+  at::Tensor h_next = at::empty({B, P}, opts);  // h_t is written here while h_{t-1} is read
   T* hs = h.data_ptr<T>();
+  T* hn = h_next.data_ptr<T>();
   T* cs = c.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  T* rs = proj ? r_buf.data_ptr<T>() : hs;  // without projection r_t is h_t (F5)
+  T* rs = proj ? r_buf.data_ptr<T>() : nullptr;
   T* hp = keep_cache ? h_prev.data_ptr<T>() : nullptr;
   T* cp = keep_cache ? c_prev.data_ptr<T>() : nullptr;
   T* tcs = keep_cache ? tanh_c.data_ptr<T>() : nullptr;
-  const T* wih = w_ih.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
-  const T* whr = proj ? w_hr.data_ptr<T>() : nullptr;
+  // Weights transposed once, so that every product is row-major A (m, k) B (k, n).
+  const at::Tensor w_ih_t = w_ih.t().contiguous();  // (I, G)
+  const at::Tensor w_hh_t = w_hh.t().contiguous();  // (P, G)
+  const at::Tensor w_hr_t = proj ? w_hr.t().contiguous() : at::Tensor();  // (H, P)
+  const T* wih_t = w_ih_t.data_ptr<T>();
+  const T* whh_t = w_hh_t.data_ptr<T>();
+  const T* whr_t = proj ? w_hr_t.data_ptr<T>() : nullptr;
 
-  // F1, input part for all steps at once: gates = x W^T + b, one GEMM (T*B, I) @ (I, G).
-  if (has_bias) {
-    const T* b = bias.data_ptr<T>();
-    for (int64_t row = 0; row < T_ * B; ++row) std::memcpy(zs + row * G, b, G * sizeof(T));
-  }
-  gemm<T>(false, true, T_ * B, G, I, T(1), x.data_ptr<T>(), I, wih, I, has_bias ? T(1) : T(0), zs, G);
-
-  for (int64_t s = 0; s < T_; ++s) {
-    const int64_t t = step_at(s, T_, reverse), n = rows[t];
-    T* z = zs + t * B * G;  // (B, G) this step's gates
-    if (keep_cache) {
-      std::memcpy(hp + t * B * P, hs, n * P * sizeof(T));  // h_{t-1}
-      std::memcpy(cp + t * B * H, cs, n * H * sizeof(T));  // c_{t-1}
+  // Threads split the hidden units: each owns units k0..k1-1, i.e. those columns of each gate block of
+  // z, c and h, for all steps, in one parallel region with one barrier per step (h_t is read whole by
+  // the next step's product). Small steps, and projections, run on one thread; large ones too, where
+  // each product is big enough to be split by `gemm` itself (measured faster there).
+  const int64_t threads = at::get_num_threads(), step_flops = 2 * B * G * P;
+  const bool split = !proj && threads > 1 && H >= 32 && step_flops >= (int64_t{1} << 20) &&
+                     step_flops < (int64_t{1} << 24) && !at::in_parallel_region();
+  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
+  // One thread's share of the whole loop over time; `parts` threads run it side by side.
+  auto run_units = [&](int64_t parts, int64_t me) {
+    const int64_t unit_block = parts == 1 ? H : ((H + parts - 1) / parts + 15) / 16 * 16;
+    const int64_t k0 = std::min(H, me * unit_block), k1 = std::min(H, k0 + unit_block);
+    const int64_t w = k1 - k0;
+    T* h_read = hs;  // h_{t-1} (B, P), read whole
+    T* h_write = hn;  // h_t, written in columns k0..k1-1
+    // C[:, gate columns of k0..k1-1] (+)= A (m, kk) @ Wt[:, same columns], Wt (kk, G).
+    auto gate_gemm = [&](int64_t m, int64_t kk, const T* A, int64_t lda, const T* Wt, T beta, T* C) {
+      if (w == H) {
+        gemm<T>(false, false, m, G, kk, T(1), A, lda, Wt, G, beta, C, G);
+      } else if (w > 0) {
+        for (int64_t q = 0; q < 4; ++q)
+          gemm<T>(false, false, m, w, kk, T(1), A, lda, Wt + q * H + k0, G, beta, C + q * H + k0, G);
+      }
+    };
+    for (int64_t s0 = 0; s0 < T_; s0 += block) {
+      const int64_t len = std::min(block, T_ - s0);
+      const int64_t t_lo = reverse ? T_ - s0 - len : s0;  // the block's steps are times t_lo..t_lo+len-1
+      // F1, input part for the block's steps at once: z = x Wᵀ + b, (len*B, I) @ (I, G).
+      if (has_bias) {
+        const T* b = bias.data_ptr<T>();
+        for (int64_t row = 0; row < len * B; ++row)
+          for (int64_t q = 0; q < 4; ++q)
+            std::memcpy(zs + row * G + q * H + k0, b + q * H + k0, w * sizeof(T));
+      }
+      gate_gemm(len * B, I, x.data_ptr<T>() + t_lo * B * I, I, wih_t, has_bias ? T(1) : T(0), zs);
+      for (int64_t s = s0; s < s0 + len; ++s) {
+        const int64_t t = step_at(s, T_, reverse), n = rows[t];
+        T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's gates
+        T* tc_t = keep_cache ? tcs + t * B * H : tc_scratch.data_ptr<T>();
+        T* r = proj ? rs : h_write;  // (n, H) r_t; without projection it is h_t (F5)
+        if (keep_cache) {
+          if (me == 0) std::memcpy(hp + t * B * P, h_read, n * P * sizeof(T));  // h_{t-1}
+          for (int64_t j = 0; j < n; ++j)  // c_{t-1}, own columns
+            std::memcpy(cp + (t * B + j) * H + k0, cs + j * H + k0, w * sizeof(T));
+        }
+        gate_gemm(n, P, h_read, P, whh_t, T(1), z);  // (n, G) F1: z += h_{t-1} Uᵀ
+        for (int64_t j = 0; j < n; ++j)
+          cell_forward(w, H, z + j * G + k0, cs + j * H + k0, tc_t + j * H + k0,
+                       r + j * H + k0);  // F2-F4
+        if (proj) gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
+        if (me == 0 && n < B)  // rows that wait keep their h
+          std::memcpy(h_write + n * P, h_read + n * P, (B - n) * P * sizeof(T));
+        const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h_t
+        for (int64_t j = 0; j < n; ++j)
+          std::memcpy(out + (t * B + j) * P + p0, h_write + j * P + p0, pw * sizeof(T));  // F6
+        for (int64_t j = n; j < B; ++j)  // rows that did not run: zero gates, own columns
+          for (int64_t q = 0; q < 4; ++q) std::memset(z + j * G + q * H + k0, 0, w * sizeof(T));
+        std::swap(h_read, h_write);
+        if (parts > 1) {
+#pragma omp barrier
+        }
+      }
     }
-    gemm<T>(false, true, n, G, P, T(1), hs, P, whh, P, T(1), z, G);  // (n, G) F1: z += h_{t-1} U^T
-    T* tc_t = keep_cache ? tcs + t * B * H : tc_scratch.data_ptr<T>();
-    for_rows(n, G, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j) cell_forward(H, z + j * G, cs + j * H, tc_t + j * H, rs + j * H);
-    });
-    if (proj) gemm<T>(false, true, n, P, H, T(1), rs, H, whr, H, T(0), hs, P);  // (n, P) F5
-    std::memcpy(out + t * B * P, hs, n * P * sizeof(T));  // F6
-    if (n < B) std::memset(z + n * G, 0, (B - n) * G * sizeof(T));  // rows that did not run
+  };
+  if (split) {
+#pragma omp parallel num_threads(threads)
+    run_units(omp_get_num_threads(), omp_get_thread_num());
+  } else {
+    run_units(1, 0);
   }
+  if (T_ % 2 == 1) std::swap(h, h_next);  // the state ends in the buffer the last step wrote
   if (!keep_cache) return {output, h, c};
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
 }
@@ -289,7 +395,7 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
     for (int64_t e = 0; e < n * P; ++e) dh_t[e] = dhs[e] + dout_t[e];  // B6
     const T* dr = dh_t;  // B5 without projection
     if (proj) {
-      gemm<T>(false, false, n, H, P, T(1), dh_t, P, whr, H, T(0), dr_buf.data_ptr<T>(), H);  // B5
+      gemm<T>(false, false, n, H, P, T(1), dh_t, P, whr, H, T(0), dr_buf.data_ptr<T>(), H);  // (n, H) B5: dr = dh_t W_hr
       dr = dr_buf.data_ptr<T>();
     }
     const T* g_t = gs + t * B * G;

@@ -59,7 +59,8 @@ inline double tanh_act(double x) { return std::tanh(x); }
 // Runs fn(begin, end) over rows [0, n), split across threads when the rows hold enough work.
 template <typename F>
 inline void for_rows(int64_t n, int64_t width, const F& fn) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width));
+  // A step's gate arithmetic is a few microseconds; an OpenMP fork/join only pays off far above that.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, width));
   if (n <= grain) {
     fn(0, n);
   } else {
