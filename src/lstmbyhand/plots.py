@@ -67,5 +67,5 @@ def gate_heatmaps(traces: dict[str, np.ndarray], title: str, path: str | Path) -
         ax.set_ylabel(f"{name}\nunit")
         fig.colorbar(im, ax=ax, pad=0.01)
     np.atleast_1d(axes)[-1].set_xlabel("time step in the window (oldest → newest)")
-    fig.suptitle(title)
+    np.atleast_1d(axes)[0].set_title(title)
     _save(fig, path)

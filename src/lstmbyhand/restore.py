@@ -39,6 +39,7 @@ def open_run(
         raise UserError(
             f"{run.file(CONFIG)} is incomplete or damaged; train the run again"
         ) from None
+    settings.data = str(config["data"].get("path", settings.data))  # absolute: any cwd
     if data is None and not Path(settings.data).exists():
         raise UserError(
             f"the run's data file {settings.data} is gone; pass the data with --data CSV"

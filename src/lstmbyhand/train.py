@@ -131,7 +131,9 @@ def versions() -> dict:
             "python": platform.python_version()}  # fmt: skip
 
 
-def make_config(s: TrainSettings, prep: Prepared, digest: str, world_size: int) -> dict:
+def make_config(
+    s: TrainSettings, prep: Prepared, digest: str, world_size: int, device: torch.device
+) -> dict:
     series = prep.series
     freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
     return {
@@ -153,6 +155,7 @@ def make_config(s: TrainSettings, prep: Prepared, digest: str, world_size: int) 
         },
         "scaler": prep.scaler.to_dict(),
         "season": s.season,
+        "device": str(device),
         "world_size": world_size,
         "versions": versions(),
     }
@@ -241,7 +244,7 @@ def train(
             raise error or UserError(f"rank 0 could not create {run.path}; see its message")
         progress.best_val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
     if is_main:
-        run.write_config(make_config(s, prep, digest, world_size))
+        run.write_config(make_config(s, prep, digest, world_size, device))
         run.write_weights(best, {"epoch": progress.best_epoch})  # after a resume: a crash may
         run.write_metrics(progress.history)  # have come between the files of the last epoch
 

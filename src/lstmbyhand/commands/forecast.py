@@ -32,14 +32,14 @@ def run(args: argparse.Namespace) -> int:
     frame = forecast_frame(model, prep, args.steps)
     if args.output:
         try:
-            frame.to_csv(args.output, index=False)
+            frame.to_csv(args.output, index=False, float_format="%.10g")
         except OSError as err:
             raise UserError(
                 f"cannot write {args.output} ({err.strerror}); check the path"
             ) from None
         print(f"wrote {len(frame)} forecasts to {args.output}")
     else:
-        frame.to_csv(sys.stdout, index=False)
+        frame.to_csv(sys.stdout, index=False, float_format="%.10g")
     if args.plot:
         series = prep.series
         time = series.time if series.time is not None else range(len(series))
