@@ -10,6 +10,7 @@
 #include "common.h"
 
 #include <ATen/native/CPUBlas.h>
+#include <ATen/ops/cat.h>
 #include <dlfcn.h>
 #include <omp.h>
 
@@ -177,25 +178,62 @@ at::Tensor buffer(bool packed, at::IntArrayRef shape, const at::TensorOptions& o
   return packed ? at::zeros(shape, opts) : at::empty(shape, opts);
 }
 
-// F2-F4 for `len` hidden units of one row: the pre-activations z[k], z[H + k], z[2H + k], z[3H + k]
-// (i, f, g, o) in, activated gates out in place; c updated; tanh(c_t) and r_t written.
-template <typename T>
-inline void cell_forward(int64_t len, int64_t H, T* __restrict__ z, T* __restrict__ c,
-                         T* __restrict__ tc, T* __restrict__ r) {
-  for (int64_t k = 0; k < len; ++k) {
-    const T i = sigmoid(z[k]);  // F2
-    const T f = sigmoid(z[H + k]);  // F2
-    const T g = tanh_act(z[2 * H + k]);  // F2
-    const T o = sigmoid(z[3 * H + k]);  // F2
-    const T c_t = f * c[k] + i * g;  // F3
+// Threads split the hidden units into blocks of `size` (a multiple of 16: whole vector registers).
+// Block b owns units k0..k0+w-1 and, in the *blocked* layout of a (.., 4H) row, the 4w columns from
+// 4 k0: gate q of unit k0 + k at column 4 k0 + q w + k. With the weights' rows in that order, one
+// GEMM per thread and step yields exactly the pre-activations its own gate loop needs, hot in cache.
+struct UnitBlocks {
+  int64_t H, size, count;
+  UnitBlocks(int64_t H_, int64_t parts)
+      : H(H_), size(parts <= 1 ? H_ : ((H_ + parts - 1) / parts + 15) / 16 * 16),
+        count(size == 0 ? 1 : (H_ + size - 1) / std::max<int64_t>(1, size)) {}
+  int64_t k0(int64_t b) const { return std::min(H, b * size); }
+  int64_t width(int64_t b) const { return std::min(H, k0(b) + size) - k0(b); }
+};
+
+// (4H, K) rows (gates i, f, g, o stacked) -> the same rows in the blocked order; (4H,) likewise.
+at::Tensor blocked_rows(const at::Tensor& w, const UnitBlocks& u) {
+  if (u.count == 1) return w;
+  const at::Tensor v = w.reshape({4, u.H, -1});  // (4, H, K)
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < u.count; ++b)
+    parts.push_back(v.narrow(1, u.k0(b), u.width(b)).reshape({-1, v.size(2)}));  // (4w, K)
+  return at::cat(parts, 0).reshape(w.sizes());
+}
+
+// Whether a step is worth splitting across threads: the per-step barrier costs ~1-2 µs.
+bool split_steps(int64_t threads, int64_t B, int64_t H, int64_t P, bool proj) {
+  return !proj && threads > 1 && H >= 32 && 2 * B * 4 * H * P >= (int64_t{1} << 20) &&
+         !at::in_parallel_region();
+}
+
+// F2-F4 for w hidden units of one row. z, b: the row's 4w pre-activation columns of the blocked
+// layout (i | f | g | o, w each) and its bias; c: c_{t-1} in, c_t out; h and y get r_t. With the
+// cache: a gets the activated gates (gate q at a[q H + k]), cp c_{t-1}, tc tanh(c_t).
+template <typename T, bool kCache>
+inline void cell_forward(int64_t w, int64_t H, const T* __restrict__ z, const T* __restrict__ b,
+                         T* __restrict__ c, T* __restrict__ h, T* __restrict__ y,
+                         T* __restrict__ a, T* __restrict__ cp, T* __restrict__ tc) {
+  for (int64_t k = 0; k < w; ++k) {
+    const T i = sigmoid(z[k] + b[k]);  // F2 (F1's bias added here)
+    const T f = sigmoid(z[w + k] + b[w + k]);  // F2
+    const T g = tanh_act(z[2 * w + k] + b[2 * w + k]);  // F2
+    const T o = sigmoid(z[3 * w + k] + b[3 * w + k]);  // F2
+    const T c_prev = c[k];
+    const T c_t = f * c_prev + i * g;  // F3
     const T tanh_c = tanh_act(c_t);
-    z[k] = i;
-    z[H + k] = f;
-    z[2 * H + k] = g;
-    z[3 * H + k] = o;
+    const T r = o * tanh_c;  // F4
     c[k] = c_t;
-    tc[k] = tanh_c;
-    r[k] = o * tanh_c;  // F4
+    h[k] = r;
+    y[k] = r;  // F6 (F5 without projection)
+    if constexpr (kCache) {
+      a[k] = i;
+      a[H + k] = f;
+      a[2 * H + k] = g;
+      a[3 * H + k] = o;
+      cp[k] = c_prev;
+      tc[k] = tanh_c;
+    }
   }
 }
 
@@ -217,134 +255,256 @@ inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restric
   }
 }
 
-// F1-F6 over all steps; the cache is written when keep_cache.
+// B6-B2 for w hidden units of one row, without projection: dr = dh + dL/dy_t; dz into the standard
+// layout (gate q at dz[q H + k]), into the blocked one (dzb[q w + k]) for the step's product, and
+// summed into db (standard layout); dc goes from dc_{t+1} to dc_t ⊙ f.
 template <typename T>
+inline void cell_backward_units(int64_t w, int64_t H, const T* __restrict__ a,
+                                const T* __restrict__ c_prev, const T* __restrict__ tc,
+                                const T* __restrict__ dh, const T* __restrict__ dy,
+                                T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ dzb,
+                                T* __restrict__ db) {
+  for (int64_t k = 0; k < w; ++k) {
+    const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
+    const T dr = dh[k] + dy[k];  // B6, B5
+    const T d_o = dr * tc[k];  // B4
+    const T dc_t = dc[k] + dr * o * (T(1) - tc[k] * tc[k]);  // B4
+    const T dz_i = dc_t * g * i * (T(1) - i);  // B3, B2: input gate
+    const T dz_f = dc_t * c_prev[k] * f * (T(1) - f);  // B3, B2: forget gate
+    const T dz_g = dc_t * i * (T(1) - g * g);  // B3, B2: candidate
+    const T dz_o = d_o * o * (T(1) - o);  // B2: output gate
+    dc[k] = dc_t * f;  // B3
+    dz[k] = dz_i;
+    dz[H + k] = dz_f;
+    dz[2 * H + k] = dz_g;
+    dz[3 * H + k] = dz_o;
+    dzb[k] = dz_i;
+    dzb[w + k] = dz_f;
+    dzb[2 * w + k] = dz_g;
+    dzb[3 * w + k] = dz_o;
+    db[k] += dz_i;  // B1: db = Σ_t Σ_batch dz
+    db[H + k] += dz_f;
+    db[2 * H + k] += dz_g;
+    db[3 * H + k] += dz_o;
+  }
+}
+
+// F1-F6 over all steps; the cache is written when keep_cache.
+template <typename T, bool kCache>
 std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h0,
                                      const at::Tensor& c0, const at::Tensor& w_ih_in,
                                      const at::Tensor& w_hh_in,
                                      const c10::optional<at::Tensor>& bias_in,
                                      const c10::optional<at::Tensor>& w_hr_in,
-                                     const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-                                     bool keep_cache) {
+                                     const c10::optional<at::Tensor>& batch_sizes, bool reverse) {
   const at::Tensor x = x_in.contiguous();
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = c0.size(1), P = h0.size(1), G = 4 * H;
   const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
   const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
-  const bool has_bias = bias_in.has_value(), proj = w_hr_in.has_value();
-  const at::Tensor bias = has_bias ? checked(*bias_in, x, "bias") : at::Tensor();  // (G,)
+  const bool proj = w_hr_in.has_value();
   const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
   const bool packed = batch_sizes.has_value();
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const auto opts = x.options();
 
+  const int64_t threads = at::get_num_threads();
+  const UnitBlocks units(H, split_steps(threads, B, H, P, proj) ? threads : 1);
+  // Weights in the blocked row order, transposed once so that every product is A (m, k) B (k, n).
+  const at::Tensor w_ih_t = blocked_rows(w_ih, units).t().contiguous();  // (I, G) blocked columns
+  const at::Tensor w_hh_t = blocked_rows(w_hh, units).t().contiguous();  // (P, G) blocked columns
+  const at::Tensor bias_b = bias_in.has_value()
+                                ? blocked_rows(checked(*bias_in, x, "bias"), units).contiguous()
+                                : at::zeros({G}, opts);  // (G,) blocked
+  const at::Tensor w_hr_t = proj ? w_hr.t().contiguous() : at::Tensor();  // (H, P)
+
   at::Tensor h = checked(h0, x, "h0").clone();  // (B, P) running state
+  at::Tensor h_next = at::empty({B, P}, opts);  // h_t is written here while h_{t-1} is read
   at::Tensor c = checked(c0, x, "c0").clone();  // (B, H)
-  // Training keeps every step's gates (the cache); inference only needs a block of steps at a time,
-  // small enough to stay in cache (~1 MB), its input products computed one block ahead.
-  const int64_t block = keep_cache ? T_ : std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, B * G), 1, std::max<int64_t>(1, T_));
-  at::Tensor gates = at::empty({block, B, G}, opts);  // (T or block, B, G) z, then i, f, g, o
-  at::Tensor output = buffer(packed, {T_, B, P}, opts);
-  at::Tensor h_prev, c_prev, tanh_c;
-  if (keep_cache) {
+  at::Tensor output = buffer(packed, {T_, B, P}, opts);  // (T, B, P)
+  at::Tensor gates, h_prev, c_prev, tanh_c;  // the cache, in bptt.forward's layout
+  if (kCache) {
+    gates = buffer(packed, {T_, B, G}, opts);
     h_prev = buffer(packed, {T_, B, P}, opts);
     c_prev = buffer(packed, {T_, B, H}, opts);
     tanh_c = buffer(packed, {T_, B, H}, opts);
   }
+  // Pre-activations of a block of steps (blocked columns), small enough to stay in cache (~1 MB):
+  // the input products of the block are one GEMM per thread before its steps.
+  const int64_t block =
+      std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, B * G), 1, std::max<int64_t>(1, T_));
+  at::Tensor z_buf = at::empty({block, B, G}, opts);  // (block, B, G)
   at::Tensor r_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H) r_t before W_hr
-  at::Tensor tc_scratch = keep_cache ? at::Tensor() : at::empty({B, H}, opts);  // tanh(c_t) unkept
+  at::Tensor y_junk = proj ? at::empty({H}, opts) : at::Tensor();  // r_t is not an output then
 
-  T* zs = gates.data_ptr<T>();
-  at::Tensor h_next = at::empty({B, P}, opts);  // h_t is written here while h_{t-1} is read
-  T* hs = h.data_ptr<T>();
-  T* hn = h_next.data_ptr<T>();
+  T* zs = z_buf.data_ptr<T>();
   T* cs = c.data_ptr<T>();
   T* out = output.data_ptr<T>();
   T* rs = proj ? r_buf.data_ptr<T>() : nullptr;
-  T* hp = keep_cache ? h_prev.data_ptr<T>() : nullptr;
-  T* cp = keep_cache ? c_prev.data_ptr<T>() : nullptr;
-  T* tcs = keep_cache ? tanh_c.data_ptr<T>() : nullptr;
-  // Weights transposed once, so that every product is row-major A (m, k) B (k, n).
-  const at::Tensor w_ih_t = w_ih.t().contiguous();  // (I, G)
-  const at::Tensor w_hh_t = w_hh.t().contiguous();  // (P, G)
-  const at::Tensor w_hr_t = proj ? w_hr.t().contiguous() : at::Tensor();  // (H, P)
+  const T* xs = x.data_ptr<T>();
   const T* wih_t = w_ih_t.data_ptr<T>();
   const T* whh_t = w_hh_t.data_ptr<T>();
+  const T* bs = bias_b.data_ptr<T>();
   const T* whr_t = proj ? w_hr_t.data_ptr<T>() : nullptr;
+  T* gs = kCache ? gates.data_ptr<T>() : nullptr;
+  T* hp = kCache ? h_prev.data_ptr<T>() : nullptr;
+  T* cp = kCache ? c_prev.data_ptr<T>() : nullptr;
+  T* tcs = kCache ? tanh_c.data_ptr<T>() : nullptr;
 
-  // Threads split the hidden units: each owns units k0..k1-1, i.e. those columns of each gate block of
-  // z, c and h, for all steps, in one parallel region with one barrier per step (h_t is read whole by
-  // the next step's product). Small steps, and projections, run on one thread; large ones too, where
-  // each product is big enough to be split by `gemm` itself (measured faster there).
-  const int64_t threads = at::get_num_threads(), step_flops = 2 * B * G * P;
-  const bool split = !proj && threads > 1 && H >= 32 && step_flops >= (int64_t{1} << 20) &&
-                     step_flops < (int64_t{1} << 24) && !at::in_parallel_region();
-  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  // One thread's share of the whole loop over time; `parts` threads run it side by side.
-  auto run_units = [&](int64_t parts, int64_t me) {
-    const int64_t unit_block = parts == 1 ? H : ((H + parts - 1) / parts + 15) / 16 * 16;
-    const int64_t k0 = std::min(H, me * unit_block), k1 = std::min(H, k0 + unit_block);
-    const int64_t w = k1 - k0;
-    T* h_read = hs;  // h_{t-1} (B, P), read whole
-    T* h_write = hn;  // h_t, written in columns k0..k1-1
-    // C[:, gate columns of k0..k1-1] (+)= A (m, kk) @ Wt[:, same columns], Wt (kk, G).
-    auto gate_gemm = [&](int64_t m, int64_t kk, const T* A, int64_t lda, const T* Wt, T beta, T* C) {
-      if (w == H) {
-        gemm<T>(false, false, m, G, kk, T(1), A, lda, Wt, G, beta, C, G);
-      } else if (w > 0) {
-        for (int64_t q = 0; q < 4; ++q)
-          gemm<T>(false, false, m, w, kk, T(1), A, lda, Wt + q * H + k0, G, beta, C + q * H + k0, G);
-      }
-    };
+  // One thread's share of the loop over time: its unit blocks (one each when the team is complete),
+  // one barrier per step (h_t is read whole by the next step's product).
+  auto run = [&](int64_t team, int64_t me) {
+    T* h_read = h.data_ptr<T>();  // h_{t-1} (B, P)
+    T* h_write = h_next.data_ptr<T>();  // h_t
     for (int64_t s0 = 0; s0 < T_; s0 += block) {
       const int64_t len = std::min(block, T_ - s0);
       const int64_t t_lo = reverse ? T_ - s0 - len : s0;  // the block's steps are times t_lo..t_lo+len-1
-      // F1, input part for the block's steps at once: z = x Wᵀ + b, (len*B, I) @ (I, G).
-      if (has_bias) {
-        const T* b = bias.data_ptr<T>();
-        for (int64_t row = 0; row < len * B; ++row)
-          for (int64_t q = 0; q < 4; ++q)
-            std::memcpy(zs + row * G + q * H + k0, b + q * H + k0, w * sizeof(T));
+      for (int64_t u = me; u < units.count; u += team) {  // F1, input part: z = x Wᵀ (bias: later)
+        const int64_t col = 4 * units.k0(u), w = units.width(u);
+        gemm<T>(false, false, len * B, 4 * w, I, T(1), xs + t_lo * B * I, I, wih_t + col, G, T(0),
+                zs + col, G);  // (len*B, 4w)
       }
-      gate_gemm(len * B, I, x.data_ptr<T>() + t_lo * B * I, I, wih_t, has_bias ? T(1) : T(0), zs);
       for (int64_t s = s0; s < s0 + len; ++s) {
         const int64_t t = step_at(s, T_, reverse), n = rows[t];
-        T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's gates
-        T* tc_t = keep_cache ? tcs + t * B * H : tc_scratch.data_ptr<T>();
-        T* r = proj ? rs : h_write;  // (n, H) r_t; without projection it is h_t (F5)
-        if (keep_cache) {
-          if (me == 0) std::memcpy(hp + t * B * P, h_read, n * P * sizeof(T));  // h_{t-1}
-          for (int64_t j = 0; j < n; ++j)  // c_{t-1}, own columns
-            std::memcpy(cp + (t * B + j) * H + k0, cs + j * H + k0, w * sizeof(T));
+        T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's pre-activations, blocked
+        for (int64_t u = me; u < units.count; u += team) {
+          const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
+          const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h
+          if (kCache)
+            for (int64_t j = 0; j < n; ++j)  // h_{t-1}
+              std::memcpy(hp + (t * B + j) * P + p0, h_read + j * P + p0, pw * sizeof(T));
+          gemm<T>(false, false, n, 4 * w, P, T(1), h_read, P, whh_t + col, G, T(1), z + col, G);  // (n, 4w) F1: z += h_{t-1} Uᵀ
+          for (int64_t j = 0; j < n; ++j) {
+            const int64_t row = t * B + j;
+            T* y = proj ? y_junk.data_ptr<T>() : out + row * P + k0;
+            T* hr = proj ? rs + j * H + k0 : h_write + j * P + k0;
+            cell_forward<T, kCache>(w, H, z + j * G + col, bs + col, cs + j * H + k0, hr, y,
+                                    kCache ? gs + row * G + k0 : nullptr,
+                                    kCache ? cp + row * H + k0 : nullptr,
+                                    kCache ? tcs + row * H + k0 : nullptr);  // F2-F4
+          }
+          if (proj) {
+            gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
+            std::memcpy(out + t * B * P, h_write, n * P * sizeof(T));  // F6
+          }
+          for (int64_t j = n; j < B; ++j)  // rows that wait keep their h (packed batches)
+            std::memcpy(h_write + j * P + p0, h_read + j * P + p0, pw * sizeof(T));
         }
-        gate_gemm(n, P, h_read, P, whh_t, T(1), z);  // (n, G) F1: z += h_{t-1} Uᵀ
-        for (int64_t j = 0; j < n; ++j)
-          cell_forward(w, H, z + j * G + k0, cs + j * H + k0, tc_t + j * H + k0,
-                       r + j * H + k0);  // F2-F4
-        if (proj) gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
-        if (me == 0 && n < B)  // rows that wait keep their h
-          std::memcpy(h_write + n * P, h_read + n * P, (B - n) * P * sizeof(T));
-        const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h_t
-        for (int64_t j = 0; j < n; ++j)
-          std::memcpy(out + (t * B + j) * P + p0, h_write + j * P + p0, pw * sizeof(T));  // F6
-        for (int64_t j = n; j < B; ++j)  // rows that did not run: zero gates, own columns
-          for (int64_t q = 0; q < 4; ++q) std::memset(z + j * G + q * H + k0, 0, w * sizeof(T));
         std::swap(h_read, h_write);
-        if (parts > 1) {
+        if (team > 1) {
 #pragma omp barrier
         }
       }
     }
   };
-  if (split) {
-#pragma omp parallel num_threads(threads)
-    run_units(omp_get_num_threads(), omp_get_thread_num());
+  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
+  if (units.count > 1) {
+#pragma omp parallel num_threads(units.count)
+    run(omp_get_num_threads(), omp_get_thread_num());
   } else {
-    run_units(1, 0);
+    run(1, 0);
   }
   if (T_ % 2 == 1) std::swap(h, h_next);  // the state ends in the buffer the last step wrote
-  if (!keep_cache) return {output, h, c};
+  if (!kCache) return {output, h, c};
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
+}
+
+// B6-B1 without projection: threads split the hidden units as in the forward. Each step, a thread
+// computes dz of its units and the partial product dz[:, own gate columns] U[own gate rows, :]; the
+// next step first sums the partials of all threads into its own columns of dh. The partials alternate
+// between two buffers, so one barrier per step suffices.
+template <typename T>
+std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::Tensor& d_hn,
+                                         const at::Tensor& d_cn, const at::Tensor& x,
+                                         const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                         const std::vector<int64_t>& rows, bool packed, bool reverse,
+                                         const at::Tensor& gates, const at::Tensor& h_prev,
+                                         const at::Tensor& c_prev, const at::Tensor& tanh_c) {
+  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
+  const auto opts = x.options();
+  const UnitBlocks units(H, split_steps(at::get_num_threads(), B, H, P, false) ? at::get_num_threads() : 1);
+  const at::Tensor u_b = blocked_rows(w_hh, units).contiguous();  // (G, P) U, rows blocked
+
+  at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
+  at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
+  at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
+  at::Tensor d_bias = at::zeros({G}, opts);  // (G,)
+  at::Tensor dz_b = at::empty({B, G}, opts);  // (B, G) this step's dz, blocked columns
+  at::Tensor partial = at::empty({2, units.count, B, P}, opts);  // per parity and block: (B, P)
+
+  T* dzs = dz.data_ptr<T>();
+  T* dhs = dh.data_ptr<T>();
+  T* dcs = dc.data_ptr<T>();
+  T* db = d_bias.data_ptr<T>();
+  T* dzb = dz_b.data_ptr<T>();
+  T* parts = partial.data_ptr<T>();
+  const T* dout = d_output.data_ptr<T>();
+  const T* gs = gates.data_ptr<T>();
+  const T* cps = c_prev.data_ptr<T>();
+  const T* tcs = tanh_c.data_ptr<T>();
+  const T* ub = u_b.data_ptr<T>();
+
+  auto run = [&](int64_t team, int64_t me) {
+    // dh[:n_last, own columns] = Σ over blocks of the partials written at the last step.
+    auto gather = [&](int64_t n_last, int64_t parity, int64_t k0, int64_t w) {
+      if (units.count == 1) {
+        const T* src = parts + parity * B * P;
+        for (int64_t j = 0; j < n_last; ++j) std::memcpy(dhs + j * P, src + j * P, P * sizeof(T));
+        return;
+      }
+      for (int64_t j = 0; j < n_last; ++j) {
+        T* dst = dhs + j * P + k0;
+        const T* first = parts + (parity * units.count * B + j) * P + k0;
+        for (int64_t k = 0; k < w; ++k) dst[k] = first[k];
+        for (int64_t v = 1; v < units.count; ++v) {
+          const T* src = parts + ((parity * units.count + v) * B + j) * P + k0;
+          for (int64_t k = 0; k < w; ++k) dst[k] += src[k];
+        }
+      }
+    };
+    int64_t n_last = -1, parity = 0;
+    for (int64_t s = T_ - 1; s >= 0; --s) {
+      const int64_t t = step_at(s, T_, reverse), n = rows[t];
+      for (int64_t u = me; u < units.count; u += team) {
+        const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
+        if (n_last >= 0) gather(n_last, 1 - parity, k0, w);
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t row = t * B + j;
+          cell_backward_units(w, H, gs + row * G + k0, cps + row * H + k0, tcs + row * H + k0,
+                              dhs + j * P + k0, dout + row * P + k0, dcs + j * H + k0,
+                              dzs + row * G + k0, dzb + j * G + col, db + k0);  // B6-B2
+        }
+        gemm<T>(false, false, n, P, 4 * w, T(1), dzb + col, G, ub + col * P, P, T(0),
+                parts + (parity * units.count + u) * B * P, P);  // (n, P) B1: dh = dz U, own part
+      }
+      n_last = n;
+      parity = 1 - parity;
+      if (team > 1) {
+#pragma omp barrier
+      }
+    }
+    if (n_last >= 0)
+      for (int64_t u = me; u < units.count; u += team)
+        gather(n_last, 1 - parity, units.k0(u), units.width(u));
+  };
+  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
+  if (units.count > 1) {
+#pragma omp parallel num_threads(units.count)
+    run(omp_get_num_threads(), omp_get_thread_num());
+  } else {
+    run(1, 0);
+  }
+
+  // B1 over all steps at once.
+  const int64_t TB = T_ * B;
+  at::Tensor dx = at::empty({T_, B, I}, opts);
+  at::Tensor d_w_ih = at::empty({G, I}, opts);
+  at::Tensor d_w_hh = at::empty({G, P}, opts);
+  gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
+  gemm<T>(true, false, G, I, TB, T(1), dzs, G, x.data_ptr<T>(), I, T(0), d_w_ih.data_ptr<T>(), I);  // dW = Σ dzᵀ x
+  gemm<T>(true, false, G, P, TB, T(1), dzs, G, h_prev.data_ptr<T>(), P, T(0), d_w_hh.data_ptr<T>(), P);  // dU = Σ dzᵀ h_{t-1}
+  return {dx, dh, dc, d_w_ih, d_w_hh, d_bias};
 }
 
 template <typename T>
@@ -370,7 +530,11 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
   const bool packed = batch_sizes.has_value();
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const auto opts = x.options();
+  if (!proj)
+    return backward_blocked<T>(d_output, d_hn, d_cn, x, w_ih, w_hh, rows, packed, reverse, gates,
+                               h_prev, c_prev, tanh_c);
 
+  // With a projection: one thread steps, each product possibly split across threads.
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
   at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
@@ -457,8 +621,8 @@ Forward forward(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
   check_input(x, h0, c0);
   const std::vector<at::Tensor> r =
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.forward", [&] {
-        return forward_impl<scalar_t>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
-                                      batch_sizes, reverse, true);
+        return forward_impl<scalar_t, true>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
+                                            batch_sizes, reverse);
       });
   return {r[0], r[1], r[2], r[3], r[4], r[5], r[6]};
 }
@@ -473,8 +637,8 @@ ForwardInference forward_inference(const at::Tensor& x, const at::Tensor& h0,
   check_input(x, h0, c0);
   const std::vector<at::Tensor> r =
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.forward_inference", [&] {
-        return forward_impl<scalar_t>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
-                                      batch_sizes, reverse, false);
+        return forward_impl<scalar_t, false>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
+                                             batch_sizes, reverse);
       });
   return {r[0], r[1], r[2]};
 }
