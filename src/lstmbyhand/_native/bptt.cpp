@@ -14,7 +14,13 @@
 #include <dlfcn.h>
 #include <omp.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <thread>
 #include <type_traits>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace lstmbyhand {
 
@@ -201,10 +207,57 @@ at::Tensor blocked_rows(const at::Tensor& w, const UnitBlocks& u) {
   return at::cat(parts, 0).reshape(w.sizes());
 }
 
-// Whether a step is worth splitting across threads: the per-step barrier costs ~1-2 µs.
-bool split_steps(int64_t threads, int64_t B, int64_t H, int64_t P, bool proj) {
-  return !proj && threads > 1 && H >= 32 && 2 * B * 4 * H * P >= (int64_t{1} << 20) &&
-         !at::in_parallel_region();
+// The unit blocks of a layer direction: several per thread where a step is worth splitting (a block
+// claim costs ~0.1 µs, a GEMM of a block several µs), one block otherwise; the forward and the
+// backward choose alike. LSTMBYHAND_BLOCKS_PER_THREAD (default 2) is for measurements.
+UnitBlocks choose_units(int64_t B, int64_t H, int64_t P, bool proj) {
+  static const int64_t per_thread = [] {
+    const char* v = std::getenv("LSTMBYHAND_BLOCKS_PER_THREAD");
+    return v != nullptr ? std::max<int64_t>(1, std::atoll(v)) : int64_t{2};
+  }();
+  const int64_t threads = at::get_num_threads();
+  const bool split = !proj && threads > 1 && H >= 32 && 2 * B * 4 * H * P >= (int64_t{1} << 20) &&
+                     !at::in_parallel_region();
+  return UnitBlocks(H, split ? per_thread * threads : 1);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Runs work(s, u) for steps s = 0..steps-1 and unit blocks u = 0..count-1 on a team of threads. The
+// blocks are claimed in order from a shared counter, and block (s, u) starts once every block of the
+// steps before s is done (F1 of step s reads all of h_{s-1}). A thread that the OS deschedules then
+// holds up at most the one block it has claimed while the others take the rest: on a shared, loaded
+// machine the loop keeps going, where a barrier per step would wait for every thread at every step.
+template <typename F>
+void run_steps(int64_t steps, int64_t count, const F& work) {
+  if (count <= 1 || at::get_num_threads() <= 1) {
+    for (int64_t s = 0; s < steps; ++s)
+      for (int64_t u = 0; u < count; ++u) work(s, u);
+    return;
+  }
+  std::atomic<int64_t> next{0}, done{0};
+  const int64_t total = steps * count;
+#pragma omp parallel num_threads(std::min<int64_t>(count, at::get_num_threads()))
+  {
+    for (;;) {
+      const int64_t claim = next.fetch_add(1, std::memory_order_relaxed);
+      if (claim >= total) break;
+      const int64_t s = claim / count, u = claim % count, ready = s * count;
+      for (int spins = 0; done.load(std::memory_order_acquire) < ready; ++spins) {
+        if (spins < 4000) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();  // let a descheduled teammate finish its block
+        }
+      }
+      work(s, u);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
 }
 
 // F2-F4 for w hidden units of one row. z, b: the row's 4w pre-activation columns of the blocked
@@ -308,8 +361,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const auto opts = x.options();
 
-  const int64_t threads = at::get_num_threads();
-  const UnitBlocks units(H, split_steps(threads, B, H, P, proj) ? threads : 1);
+  const UnitBlocks units = choose_units(B, H, P, proj);
   // Weights in the blocked row order, transposed once so that every product is A (m, k) B (k, n).
   const at::Tensor w_ih_t = blocked_rows(w_ih, units).t().contiguous();  // (I, G) blocked columns
   const at::Tensor w_hh_t = blocked_rows(w_hh, units).t().contiguous();  // (P, G) blocked columns
@@ -351,68 +403,51 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   T* cp = kCache ? c_prev.data_ptr<T>() : nullptr;
   T* tcs = kCache ? tanh_c.data_ptr<T>() : nullptr;
 
-  // One thread's share of the loop over time: its unit blocks (one each when the team is complete),
-  // one barrier per step (h_t is read whole by the next step's product).
-  auto run = [&](int64_t team, int64_t me) {
-    T* h_read = h.data_ptr<T>();  // h_{t-1} (B, P)
-    T* h_write = h_next.data_ptr<T>();  // h_t
-    for (int64_t s0 = 0; s0 < T_; s0 += block) {
-      const int64_t len = std::min(block, T_ - s0);
-      const int64_t t_lo = reverse ? T_ - s0 - len : s0;  // the block's steps are times t_lo..t_lo+len-1
-      for (int64_t u = me; u < units.count; u += team) {  // F1, input part: z = x Wᵀ (bias: later)
-        const int64_t col = 4 * units.k0(u), w = units.width(u);
-        gemm<T>(false, false, len * B, 4 * w, I, T(1), xs + t_lo * B * I, I, wih_t + col, G, T(0),
-                zs + col, G);  // (len*B, 4w)
-      }
-      for (int64_t s = s0; s < s0 + len; ++s) {
-        const int64_t t = step_at(s, T_, reverse), n = rows[t];
-        T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's pre-activations, blocked
-        for (int64_t u = me; u < units.count; u += team) {
-          const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
-          const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h
-          if (kCache)
-            for (int64_t j = 0; j < n; ++j)  // h_{t-1}
-              std::memcpy(hp + (t * B + j) * P + p0, h_read + j * P + p0, pw * sizeof(T));
-          gemm<T>(false, false, n, 4 * w, P, T(1), h_read, P, whh_t + col, G, T(1), z + col, G);  // (n, 4w) F1: z += h_{t-1} Uᵀ
-          for (int64_t j = 0; j < n; ++j) {
-            const int64_t row = t * B + j;
-            T* y = proj ? y_junk.data_ptr<T>() : out + row * P + k0;
-            T* hr = proj ? rs + j * H + k0 : h_write + j * P + k0;
-            cell_forward<T, kCache>(w, H, z + j * G + col, bs + col, cs + j * H + k0, hr, y,
-                                    kCache ? gs + row * G + k0 : nullptr,
-                                    kCache ? cp + row * H + k0 : nullptr,
-                                    kCache ? tcs + row * H + k0 : nullptr);  // F2-F4
-          }
-          if (proj) {
-            gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
-            std::memcpy(out + t * B * P, h_write, n * P * sizeof(T));  // F6
-          }
-          for (int64_t j = n; j < B; ++j)  // rows that wait keep their h (packed batches)
-            std::memcpy(h_write + j * P + p0, h_read + j * P + p0, pw * sizeof(T));
-        }
-        std::swap(h_read, h_write);
-        if (team > 1) {
-#pragma omp barrier
-        }
-      }
+  // Block u of step s; step s reads h_{s-1} from h_buf[s % 2] and writes h_s to the other one.
+  T* h_buf[2] = {h.data_ptr<T>(), h_next.data_ptr<T>()};
+  auto step = [&](int64_t s, int64_t u) {
+    const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
+    const int64_t s0 = s / block * block, len = std::min(block, T_ - s0);
+    const int64_t t_lo = reverse ? T_ - s0 - len : s0;  // the block's steps are times t_lo..t_lo+len-1
+    if (s == s0)  // F1, input part of the block's steps, own columns: z = x Wᵀ (the bias: F2's loop)
+      gemm<T>(false, false, len * B, 4 * w, I, T(1), xs + t_lo * B * I, I, wih_t + col, G, T(0),
+              zs + col, G);  // (len*B, 4w)
+    const int64_t t = step_at(s, T_, reverse), n = rows[t];
+    const T* h_read = h_buf[s % 2];  // h_{t-1} (B, P)
+    T* h_write = h_buf[(s + 1) % 2];  // h_t
+    T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's pre-activations, blocked
+    const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h
+    if (kCache)
+      for (int64_t j = 0; j < n; ++j)  // h_{t-1}
+        std::memcpy(hp + (t * B + j) * P + p0, h_read + j * P + p0, pw * sizeof(T));
+    gemm<T>(false, false, n, 4 * w, P, T(1), h_read, P, whh_t + col, G, T(1), z + col, G);  // (n, 4w) F1: z += h_{t-1} Uᵀ
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      T* y = proj ? y_junk.data_ptr<T>() : out + row * P + k0;
+      T* hr = proj ? rs + j * H + k0 : h_write + j * P + k0;
+      cell_forward<T, kCache>(w, H, z + j * G + col, bs + col, cs + j * H + k0, hr, y,
+                              kCache ? gs + row * G + k0 : nullptr,
+                              kCache ? cp + row * H + k0 : nullptr,
+                              kCache ? tcs + row * H + k0 : nullptr);  // F2-F4
     }
+    if (proj) {  // one block then
+      gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
+      std::memcpy(out + t * B * P, h_write, n * P * sizeof(T));  // F6
+    }
+    for (int64_t j = n; j < B; ++j)  // rows that wait keep their h (packed batches)
+      std::memcpy(h_write + j * P + p0, h_read + j * P + p0, pw * sizeof(T));
   };
   if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  if (units.count > 1) {
-#pragma omp parallel num_threads(units.count)
-    run(omp_get_num_threads(), omp_get_thread_num());
-  } else {
-    run(1, 0);
-  }
+  run_steps(T_, units.count, step);
   if (T_ % 2 == 1) std::swap(h, h_next);  // the state ends in the buffer the last step wrote
   if (!kCache) return {output, h, c};
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
 }
 
-// B6-B1 without projection: threads split the hidden units as in the forward. Each step, a thread
-// computes dz of its units and the partial product dz[:, own gate columns] U[own gate rows, :]; the
-// next step first sums the partials of all threads into its own columns of dh. The partials alternate
-// between two buffers, so one barrier per step suffices.
+// B6-B1 without projection, the hidden units split into blocks as in the forward. Each step, block u
+// computes dz of its units and the partial product dz[:, its gate columns] U[its gate rows, :]; at the
+// next step it first sums the partials of all blocks into its columns of dh. The partials alternate
+// between two buffers, so a block waits only for the blocks of the step before (see run_steps).
 template <typename T>
 std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::Tensor& d_hn,
                                          const at::Tensor& d_cn, const at::Tensor& x,
@@ -423,7 +458,7 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
   const auto opts = x.options();
-  const UnitBlocks units(H, split_steps(at::get_num_threads(), B, H, P, false) ? at::get_num_threads() : 1);
+  const UnitBlocks units = choose_units(B, H, P, false);
   const at::Tensor u_b = blocked_rows(w_hh, units).contiguous();  // (G, P) U, rows blocked
 
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
@@ -445,56 +480,37 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
   const T* tcs = tanh_c.data_ptr<T>();
   const T* ub = u_b.data_ptr<T>();
 
-  auto run = [&](int64_t team, int64_t me) {
-    // dh[:n_last, own columns] = Σ over blocks of the partials written at the last step.
-    auto gather = [&](int64_t n_last, int64_t parity, int64_t k0, int64_t w) {
-      if (units.count == 1) {
-        const T* src = parts + parity * B * P;
-        for (int64_t j = 0; j < n_last; ++j) std::memcpy(dhs + j * P, src + j * P, P * sizeof(T));
-        return;
-      }
-      for (int64_t j = 0; j < n_last; ++j) {
-        T* dst = dhs + j * P + k0;
-        const T* first = parts + (parity * units.count * B + j) * P + k0;
-        for (int64_t k = 0; k < w; ++k) dst[k] = first[k];
-        for (int64_t v = 1; v < units.count; ++v) {
-          const T* src = parts + ((parity * units.count + v) * B + j) * P + k0;
-          for (int64_t k = 0; k < w; ++k) dst[k] += src[k];
-        }
-      }
-    };
-    int64_t n_last = -1, parity = 0;
-    for (int64_t s = T_ - 1; s >= 0; --s) {
-      const int64_t t = step_at(s, T_, reverse), n = rows[t];
-      for (int64_t u = me; u < units.count; u += team) {
-        const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
-        if (n_last >= 0) gather(n_last, 1 - parity, k0, w);
-        for (int64_t j = 0; j < n; ++j) {
-          const int64_t row = t * B + j;
-          cell_backward_units(w, H, gs + row * G + k0, cps + row * H + k0, tcs + row * H + k0,
-                              dhs + j * P + k0, dout + row * P + k0, dcs + j * H + k0,
-                              dzs + row * G + k0, dzb + j * G + col, db + k0);  // B6-B2
-        }
-        gemm<T>(false, false, n, P, 4 * w, T(1), dzb + col, G, ub + col * P, P, T(0),
-                parts + (parity * units.count + u) * B * P, P);  // (n, P) B1: dh = dz U, own part
-      }
-      n_last = n;
-      parity = 1 - parity;
-      if (team > 1) {
-#pragma omp barrier
+  // dh[:n_last, columns k0..k0+w-1] = Σ over blocks of the partials that step s wrote.
+  auto gather = [&](int64_t s, int64_t k0, int64_t w) {
+    const int64_t n_last = rows[step_at(T_ - 1 - s, T_, reverse)], parity = s % 2;
+    for (int64_t j = 0; j < n_last; ++j) {
+      T* dst = dhs + j * P + k0;
+      const T* first = parts + (parity * units.count * B + j) * P + k0;
+      for (int64_t k = 0; k < w; ++k) dst[k] = first[k];
+      for (int64_t v = 1; v < units.count; ++v) {
+        const T* src = parts + ((parity * units.count + v) * B + j) * P + k0;
+        for (int64_t k = 0; k < w; ++k) dst[k] += src[k];
       }
     }
-    if (n_last >= 0)
-      for (int64_t u = me; u < units.count; u += team)
-        gather(n_last, 1 - parity, units.k0(u), units.width(u));
+  };
+  // Block u of the s-th step visited (time T-1-s forwards; reversed directions the other way).
+  auto step = [&](int64_t s, int64_t u) {
+    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = rows[t];
+    const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
+    if (s > 0) gather(s - 1, k0, w);  // dh from the step after t
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      cell_backward_units(w, H, gs + row * G + k0, cps + row * H + k0, tcs + row * H + k0,
+                          dhs + j * P + k0, dout + row * P + k0, dcs + j * H + k0, dzs + row * G + k0,
+                          dzb + j * G + col, db + k0);  // B6-B2
+    }
+    gemm<T>(false, false, n, P, 4 * w, T(1), dzb + col, G, ub + col * P, P, T(0),
+            parts + ((s % 2) * units.count + u) * B * P, P);  // (n, P) B1: dh = dz U, own part
   };
   if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  if (units.count > 1) {
-#pragma omp parallel num_threads(units.count)
-    run(omp_get_num_threads(), omp_get_thread_num());
-  } else {
-    run(1, 0);
-  }
+  run_steps(T_, units.count, step);
+  if (T_ > 0)
+    for (int64_t u = 0; u < units.count; ++u) gather(T_ - 1, units.k0(u), units.width(u));
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
