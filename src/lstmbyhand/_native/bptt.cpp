@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 #include <type_traits>
@@ -207,13 +208,13 @@ at::Tensor blocked_rows(const at::Tensor& w, const UnitBlocks& u) {
   return at::cat(parts, 0).reshape(w.sizes());
 }
 
-// The unit blocks of a layer direction: several per thread where a step is worth splitting (a block
-// claim costs ~0.1 µs, a GEMM of a block several µs), one block otherwise; the forward and the
-// backward choose alike. LSTMBYHAND_BLOCKS_PER_THREAD (default 2) is for measurements.
+// The unit blocks of a layer direction: one per thread where a step is worth splitting (its GEMM then
+// has all the columns a thread can take), one block otherwise; the forward and the backward choose
+// alike. LSTMBYHAND_BLOCKS_PER_THREAD (default 1) is for measurements.
 UnitBlocks choose_units(int64_t B, int64_t H, int64_t P, bool proj) {
   static const int64_t per_thread = [] {
     const char* v = std::getenv("LSTMBYHAND_BLOCKS_PER_THREAD");
-    return v != nullptr ? std::max<int64_t>(1, std::atoll(v)) : int64_t{2};
+    return v != nullptr ? std::max<int64_t>(1, std::atoll(v)) : int64_t{1};
   }();
   const int64_t threads = at::get_num_threads();
   const bool split = !proj && threads > 1 && H >= 32 && 2 * B * 4 * H * P >= (int64_t{1} << 20) &&
@@ -227,35 +228,48 @@ inline void cpu_relax() {
 #endif
 }
 
-// Runs work(s, u) for steps s = 0..steps-1 and unit blocks u = 0..count-1 on a team of threads. The
-// blocks are claimed in order from a shared counter, and block (s, u) starts once every block of the
-// steps before s is done (F1 of step s reads all of h_{s-1}). A thread that the OS deschedules then
-// holds up at most the one block it has claimed while the others take the rest: on a shared, loaded
-// machine the loop keeps going, where a barrier per step would wait for every thread at every step.
+// Runs work(s, u) for steps s = 0..steps-1 and unit blocks u = 0..count-1 on a team of threads;
+// block (s, u) runs once every block of step s - 1 is done (F1 of a step reads all of h_{t-1}).
+// Thread `me` owns blocks u = me, me + team, ..., so its weight columns stay in its cache. A thread
+// that the OS deschedules (the machine is shared) would stall every step of a plain barrier: here a
+// thread that has waited longer than its own blocks took claims the late blocks itself (each block
+// is claimed once per step, by compare-and-swap), so the loop keeps going on the cores it gets.
 template <typename F>
 void run_steps(int64_t steps, int64_t count, const F& work) {
-  if (count <= 1 || at::get_num_threads() <= 1) {
+  const int64_t team = std::min<int64_t>(count, at::get_num_threads());
+  if (count <= 1 || team <= 1) {
     for (int64_t s = 0; s < steps; ++s)
       for (int64_t u = 0; u < count; ++u) work(s, u);
     return;
   }
-  std::atomic<int64_t> next{0}, done{0};
-  const int64_t total = steps * count;
-#pragma omp parallel num_threads(std::min<int64_t>(count, at::get_num_threads()))
+  std::vector<std::atomic<int64_t>> claimed(count);  // per block: the next step to claim
+  for (auto& c : claimed) c.store(0, std::memory_order_relaxed);
+  std::atomic<int64_t> done{0};  // blocks done, over all steps
+  using clock = std::chrono::steady_clock;
+#pragma omp parallel num_threads(team)
   {
-    for (;;) {
-      const int64_t claim = next.fetch_add(1, std::memory_order_relaxed);
-      if (claim >= total) break;
-      const int64_t s = claim / count, u = claim % count, ready = s * count;
-      for (int spins = 0; done.load(std::memory_order_acquire) < ready; ++spins) {
-        if (spins < 4000) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();  // let a descheduled teammate finish its block
-        }
-      }
+    const int64_t me = omp_get_thread_num(), size = omp_get_num_threads();
+    auto try_run = [&](int64_t s, int64_t u) {
+      int64_t expected = s;
+      if (!claimed[u].compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) return;
       work(s, u);
       done.fetch_add(1, std::memory_order_release);
+    };
+    clock::duration own{0};
+    for (int64_t s = 0; s < steps; ++s) {
+      for (int spins = 0; done.load(std::memory_order_acquire) < s * count; ++spins)
+        if (spins > 1000) std::this_thread::yield(); else cpu_relax();
+      s = std::max(s, done.load(std::memory_order_acquire) / count);  // steps others finished
+      if (s >= steps) break;
+      const auto start = clock::now();
+      for (int64_t u = me; u < count; u += size) try_run(s, u);
+      const auto mine_done = clock::now();
+      own = std::max<clock::duration>(mine_done - start, std::chrono::microseconds(5));
+      for (int spins = 0; done.load(std::memory_order_acquire) < (s + 1) * count; ++spins) {
+        if ((spins & 63) == 63 && clock::now() - mine_done > own)  // a teammate is late: help
+          for (int64_t u = 0; u < count; ++u) try_run(s, u);
+        if (spins > 1000) std::this_thread::yield(); else cpu_relax();
+      }
     }
   }
 }
