@@ -158,6 +158,8 @@ def test_forward_errors_carry_nn_lstms_meaning():
         RuntimeError, match="input must have the type torch.float32, got type torch.float64"
     ):
         lstm(torch.randn(5, 2, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="larger than 0 in LSTM, got 0 steps"):
+        lstm(torch.randn(0, 4))
     with pytest.raises(TypeError, match="expected a tuple"):
         lstm(torch.randn(5, 2, 4), torch.zeros(2, 2, 3))
     with pytest.raises(

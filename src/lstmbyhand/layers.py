@@ -244,6 +244,8 @@ class LSTM(nn.Module):
         return output, (h_n, c_n), traces
 
     def _check_input(self, x: Tensor) -> None:
+        if x.shape[0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in LSTM, got 0 steps")
         if x.shape[-1] != self.input_size:
             raise RuntimeError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
