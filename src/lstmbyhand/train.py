@@ -89,7 +89,9 @@ class Trainer:
             if self.clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.optimizer.step()
-            sums += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64)
+            sums += torch.tensor(
+                [loss.item() * len(x), len(x)], dtype=torch.float64, device=self.device
+            )
         distributed.all_sum(sums)
         return (sums[0] / sums[1].clamp(min=1)).item()
 
