@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -181,8 +182,40 @@ at::Tensor checked(const at::Tensor& t, const at::Tensor& like, const char* name
   return t.contiguous();
 }
 
+// An uninitialized tensor (zeros when `zero`). Large ones reuse the memory of earlier calls' buffers
+// that nothing references any more (the cache of a training step is freed with its graph after the
+// backward): a fresh multi-megabyte allocation is mapped page by page on first touch, which cost more
+// than the whole forward pass at (200, 16, 32, 128). At most 32 such blocks are kept, for the process.
+at::Tensor reusable(at::IntArrayRef shape, const at::TensorOptions& opts, bool zero = false) {
+  const int64_t numel = c10::multiply_integers(shape);
+  const size_t nbytes = static_cast<size_t>(numel) * opts.dtype().itemsize();
+  if (nbytes < (size_t{1} << 16)) return zero ? at::zeros(shape, opts) : at::empty(shape, opts);
+  static std::mutex mutex;
+  static std::vector<at::Storage> pool;  // each referenced by the pool alone while free
+  at::Storage storage;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const at::Storage& s : pool)
+      if (s.use_count() == 1 && s.nbytes() == nbytes) {
+        storage = s;
+        break;
+      }
+    if (!storage) {
+      storage = at::empty({numel}, opts).storage();
+      if (pool.size() >= 32) {  // make room: drop a free block, if any
+        auto free = std::find_if(pool.begin(), pool.end(), [](const at::Storage& s) { return s.use_count() == 1; });
+        if (free != pool.end()) pool.erase(free);
+      }
+      if (pool.size() < 32) pool.push_back(storage);
+    }
+  }
+  at::Tensor t = at::empty({0}, opts).set_(storage, 0, shape);  // a plain tensor on that memory
+  if (zero) t.zero_();
+  return t;
+}
+
 at::Tensor buffer(bool packed, at::IntArrayRef shape, const at::TensorOptions& opts) {
-  return packed ? at::zeros(shape, opts) : at::empty(shape, opts);
+  return reusable(shape, opts, packed);
 }
 
 // Threads split the hidden units into blocks of `size` (a multiple of 16: whole vector registers).
@@ -399,7 +432,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   // the input products of the block are one GEMM per thread before its steps.
   const int64_t block =
       std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, B * G), 1, std::max<int64_t>(1, T_));
-  at::Tensor z_buf = at::empty({block, B, G}, opts);  // (block, B, G)
+  at::Tensor z_buf = reusable({block, B, G}, opts);  // (block, B, G)
   at::Tensor r_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H) r_t before W_hr
   at::Tensor y_junk = proj ? at::empty({H}, opts) : at::Tensor();  // r_t is not an output then
 
@@ -479,8 +512,8 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
   at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
   at::Tensor d_bias = at::zeros({G}, opts);  // (G,)
-  at::Tensor dz_b = at::empty({B, G}, opts);  // (B, G) this step's dz, blocked columns
-  at::Tensor partial = at::empty({2, units.count, B, P}, opts);  // per parity and block: (B, P)
+  at::Tensor dz_b = reusable({B, G}, opts);  // (B, G) this step's dz, blocked columns
+  at::Tensor partial = reusable({2, units.count, B, P}, opts);  // per parity and block: (B, P)
 
   T* dzs = dz.data_ptr<T>();
   T* dhs = dh.data_ptr<T>();
@@ -528,7 +561,7 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
-  at::Tensor dx = at::empty({T_, B, I}, opts);
+  at::Tensor dx = reusable({T_, B, I}, opts);
   at::Tensor d_w_ih = at::empty({G, I}, opts);
   at::Tensor d_w_hh = at::empty({G, P}, opts);
   gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
@@ -605,7 +638,7 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
-  at::Tensor dx = at::empty({T_, B, I}, opts);
+  at::Tensor dx = reusable({T_, B, I}, opts);
   at::Tensor d_w_ih = at::empty({G, I}, opts);
   at::Tensor d_w_hh = at::empty({G, P}, opts);
   gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
