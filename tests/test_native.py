@@ -370,3 +370,19 @@ def test_unit_blocks_forward_and_backward(compiled, dtype, H, reverse, packed, t
     for a, b in zip(grads[:6], expected_grads[:6], strict=True):
         torch.testing.assert_close(a, b, **grad_tol)
     assert grads[6] is None
+
+
+def test_backward_skips_dx_when_not_needed(compiled):
+    """need_dx=False (x needs no gradient) returns None for dx and the same other gradients."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
+        5, 32, 3, 64, 0, True, True, torch.float64, seed=11
+    )
+    args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, False)
+    output, h_n, c_n, *cache = compiled.forward(*args)
+    grads_in = (torch.ones_like(output), torch.ones_like(h_n), torch.ones_like(c_n))
+    rest = (x, w_ih, w_hh, None, batch_sizes, False, *cache)
+    full = compiled.backward(*grads_in, *rest)
+    skipped = compiled.backward(*grads_in, *rest, need_dx=False)
+    assert full[0] is not None and skipped[0] is None
+    for a, b in zip(skipped[1:6], full[1:6], strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])

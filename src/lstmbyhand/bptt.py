@@ -182,6 +182,12 @@ class LSTMSequence(torch.autograd.Function):
                 "higher-order gradients)"
             )
         x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache = ctx.saved_tensors
+        # the compiled kernels skip dx = dz W when x needs no gradient (the first layer's input)
+        skip = (
+            {"need_dx": False}
+            if ctx.kernels is native.compiled() and not ctx.needs_input_grad[0]
+            else {}
+        )
         dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = ctx.kernels.backward(
             d_output.contiguous(),
             d_hn.contiguous(),
@@ -193,6 +199,7 @@ class LSTMSequence(torch.autograd.Function):
             batch_sizes,
             ctx.reverse,
             *cache,
+            **skip,
         )
         d_bias = d_bias if ctx.has_bias else None
         return dx, dh0, dc0, dw_ih, dw_hh, d_bias, d_bias, dw_hr, None, None

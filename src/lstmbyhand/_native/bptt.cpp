@@ -501,7 +501,8 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
                                          const at::Tensor& w_ih, const at::Tensor& w_hh,
                                          const std::vector<int64_t>& rows, bool packed, bool reverse,
                                          const at::Tensor& gates, const at::Tensor& h_prev,
-                                         const at::Tensor& c_prev, const at::Tensor& tanh_c) {
+                                         const at::Tensor& c_prev, const at::Tensor& tanh_c,
+                                         bool need_dx) {
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
   const auto opts = x.options();
@@ -561,10 +562,13 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
-  at::Tensor dx = reusable({T_, B, I}, opts);
+  at::Tensor dx;  // undefined (None) when x needs no gradient
+  if (need_dx) {
+    dx = reusable({T_, B, I}, opts);
+    gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
+  }
   at::Tensor d_w_ih = at::empty({G, I}, opts);
   at::Tensor d_w_hh = at::empty({G, P}, opts);
-  gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
   gemm<T>(true, false, G, I, TB, T(1), dzs, G, x.data_ptr<T>(), I, T(0), d_w_ih.data_ptr<T>(), I);  // dW = Σ dzᵀ x
   gemm<T>(true, false, G, P, TB, T(1), dzs, G, h_prev.data_ptr<T>(), P, T(0), d_w_hh.data_ptr<T>(), P);  // dU = Σ dzᵀ h_{t-1}
   return {dx, dh, dc, d_w_ih, d_w_hh, d_bias};
@@ -577,7 +581,8 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
                                       const c10::optional<at::Tensor>& w_hr_in,
                                       const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                       const at::Tensor& gates_in, const at::Tensor& h_prev_in,
-                                      const at::Tensor& c_prev_in, const at::Tensor& tanh_c_in) {
+                                      const at::Tensor& c_prev_in, const at::Tensor& tanh_c_in,
+                                      bool need_dx) {
   const at::Tensor x = x_in.contiguous();
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = tanh_c_in.size(2), P = d_output_in.size(2), G = 4 * H;
@@ -595,7 +600,7 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
   const auto opts = x.options();
   if (!proj)
     return backward_blocked<T>(d_output, d_hn, d_cn, x, w_ih, w_hh, rows, packed, reverse, gates,
-                               h_prev, c_prev, tanh_c);
+                               h_prev, c_prev, tanh_c, need_dx);
 
   // With a projection: one thread steps, each product possibly split across threads.
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
@@ -712,18 +717,20 @@ Backward backward(const at::Tensor& d_output, const at::Tensor& d_hn,
                                  const c10::optional<at::Tensor>& weight_hr,
                                  const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                  const at::Tensor& gates, const at::Tensor& h_prev,
-                                 const at::Tensor& c_prev, const at::Tensor& tanh_c) {
+                                 const at::Tensor& c_prev, const at::Tensor& tanh_c, bool need_dx) {
   TORCH_CHECK(x.device().is_cpu(), "the compiled kernels run on CPU tensors, got ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "x: expected float32 or float64, got ", x.scalar_type());
   const std::vector<at::Tensor> r =
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.backward", [&] {
         return backward_impl<scalar_t>(d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr,
-                                       batch_sizes, reverse, gates, h_prev, c_prev, tanh_c);
+                                       batch_sizes, reverse, gates, h_prev, c_prev, tanh_c, need_dx);
       });
   c10::optional<at::Tensor> d_weight_hr;  // None without projection
   if (r.size() == 7) d_weight_hr = r[6];
-  return {r[0], r[1], r[2], r[3], r[4], r[5], d_weight_hr};
+  c10::optional<at::Tensor> dx;  // None when not needed
+  if (r[0].defined()) dx = r[0];
+  return {dx, r[1], r[2], r[3], r[4], r[5], d_weight_hr};
 }
 
 }  // namespace lstmbyhand

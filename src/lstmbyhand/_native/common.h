@@ -71,8 +71,8 @@ inline void for_rows(int64_t n, int64_t width, const F& fn) {
 using Forward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                            at::Tensor>;  // output, h_n, c_n, gates, h_prev, c_prev, tanh_c
 using ForwardInference = std::tuple<at::Tensor, at::Tensor, at::Tensor>;  // output, h_n, c_n
-using Backward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                            c10::optional<at::Tensor>>;  // dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr
+using Backward = std::tuple<c10::optional<at::Tensor>, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                            at::Tensor, c10::optional<at::Tensor>>;  // dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr
 
 // The number of running rows at each step: batch_sizes, or B everywhere.
 std::vector<int64_t> active_rows(const c10::optional<at::Tensor>& batch_sizes, int64_t T, int64_t B);

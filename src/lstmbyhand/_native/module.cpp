@@ -20,7 +20,7 @@ Backward backward(const at::Tensor& d_output, const at::Tensor& d_hn, const at::
                   const c10::optional<at::Tensor>& weight_hr,
                   const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                   const at::Tensor& gates, const at::Tensor& h_prev, const at::Tensor& c_prev,
-                  const at::Tensor& tanh_c);
+                  const at::Tensor& tanh_c, bool need_dx);
 std::tuple<at::Tensor, int64_t> fit_adam(const std::vector<at::Tensor>& xs,
                                          const std::vector<at::Tensor>& ys,
                                          const std::vector<at::Tensor>& params,
@@ -44,10 +44,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("h0"), py::arg("c0"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias"),
         py::arg("weight_hr"), py::arg("batch_sizes"), py::arg("reverse"));
   m.def("backward", &lstmbyhand::backward,
-        "B6-B1: dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr or None (bptt.backward)", py::arg("d_output"),
+        "B6-B1: dx (None when need_dx is false), dh0, dc0, dW_ih, dW_hh, db, dW_hr or None "
+        "(bptt.backward)", py::arg("d_output"),
         py::arg("d_hn"), py::arg("d_cn"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"),
         py::arg("weight_hr"), py::arg("batch_sizes"), py::arg("reverse"), py::arg("gates"),
-        py::arg("h_prev"), py::arg("c_prev"), py::arg("tanh_c"));
+        py::arg("h_prev"), py::arg("c_prev"), py::arg("tanh_c"), py::arg("need_dx") = true);
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
         " returns (epoch losses float64, final step). See lstmbyhand.native_fit.",
