@@ -189,7 +189,7 @@ class LSTMSequence(torch.autograd.Function):
             else {}
         )
         dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = ctx.kernels.backward(
-            d_output.contiguous(),
+            d_output if ctx.kernels is native.compiled() else d_output.contiguous(),
             d_hn.contiguous(),
             d_cn.contiguous(),
             x,

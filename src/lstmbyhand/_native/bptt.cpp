@@ -175,18 +175,22 @@ namespace {
 // The step order of a direction (sequence.time_steps).
 inline int64_t step_at(int64_t s, int64_t T, bool reverse) { return reverse ? T - 1 - s : s; }
 
+at::Tensor reusable(at::IntArrayRef shape, const at::TensorOptions& opts, bool zero = false);
+
+// t itself when contiguous, else a contiguous copy (e.g. the expanded gradient of output.sum()).
 at::Tensor checked(const at::Tensor& t, const at::Tensor& like, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, ": expected dtype ", like.scalar_type(),
               ", got ", t.scalar_type());
-  return t.contiguous();
+  if (t.is_contiguous()) return t;
+  return reusable(t.sizes(), t.options()).copy_(t);
 }
 
 // An uninitialized tensor (zeros when `zero`). Large ones reuse the memory of earlier calls' buffers
 // that nothing references any more (the cache of a training step is freed with its graph after the
 // backward): a fresh multi-megabyte allocation is mapped page by page on first touch, which cost more
 // than the whole forward pass at (200, 16, 32, 128). At most 32 such blocks are kept, for the process.
-at::Tensor reusable(at::IntArrayRef shape, const at::TensorOptions& opts, bool zero = false) {
+at::Tensor reusable(at::IntArrayRef shape, const at::TensorOptions& opts, bool zero) {
   const int64_t numel = c10::multiply_integers(shape);
   const size_t nbytes = static_cast<size_t>(numel) * opts.dtype().itemsize();
   if (nbytes < (size_t{1} << 16)) return zero ? at::zeros(shape, opts) : at::empty(shape, opts);
