@@ -2,9 +2,13 @@
 // same cache layout, same equation labels (F1-F6, B1-B6; the equations are in bptt.py's docstring).
 //
 // Layout: time-major x (T, B, I), states (B, P) and (B, H), stacked gates i, f, g, o along 4H = G.
-// The input product of all steps is one GEMM before the loop (F1), the weight gradients one GEMM each
-// after it (B1); only U h_{t-1} (F1), W_hr r_t (F5), dh_t W_hr (B5) and dz U (B1) run step by step, each
-// one BLAS call, and the gate arithmetic of a step is one fused loop over (rows, H).
+// The input products W x_t are GEMMs over blocks of steps (F1), the weight gradients one GEMM each
+// after the loop (B1); only U h_{t-1} (F1), W_hr r_t (F5), dh_t W_hr (B5) and dz U (B1) run step by
+// step. The hidden units are split into blocks, one per thread (see UnitBlocks and run_steps): with the
+// weight rows reordered so that a block's four gates are adjacent, each thread runs per step one GEMM
+// for its block and, while that block is hot in cache, the fused gate loop (F2-F4 with F1's bias; in
+// the backward B6-B2 with db summed on the way); threads wait only for the step before.
+// Large buffers are reused across calls once nothing references them (see reusable).
 // Packed batches: at step t only the first n = batch_sizes[t] rows run; the others keep their state and
 // its gradient, and their cache entries, outputs and dz rows stay zero, as in the PyTorch ops.
 #include "common.h"
