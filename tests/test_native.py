@@ -386,3 +386,37 @@ def test_backward_skips_dx_when_not_needed(compiled):
     assert full[0] is not None and skipped[0] is None
     for a, b in zip(skipped[1:6], full[1:6], strict=True):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_prepared_weights_follow_every_update(compiled):
+    """The kernels keep the weights prepared for the next call; any change of their values, in place
+    or through .data, must be seen (the cache compares contents, not identity or version)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = make_case(
+        4, 32, 3, 64, 0, True, False, torch.float32, seed=12
+    )
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # blocked weights (split steps) as well as plain ones below
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            for update in (lambda w: w.mul_(0.9), lambda w: w.data.add_(0.01), lambda w: None):
+                update(w_ih)
+                update(w_hh)
+                args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, None, False)
+                for a, b in zip(compiled.forward(*args), bptt.forward(*args), strict=True):
+                    torch.testing.assert_close(a, b, **TOL[torch.float32])
+                for a, b in zip(
+                    compiled.forward_inference(*args), bptt.forward(*args)[:3], strict=True
+                ):
+                    torch.testing.assert_close(a, b, **TOL[torch.float32])
+                cache = bptt.forward(*args)[3:]
+                grads_in = (torch.ones(4, 32, 64), torch.ones(32, 64), torch.ones(32, 64))
+                rest = (x, w_ih, w_hh, None, None, False, *cache)
+                for a, b in zip(
+                    compiled.backward(*grads_in, *rest)[:6],
+                    bptt.backward(*grads_in, *rest)[:6],
+                    strict=True,
+                ):
+                    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(saved)

@@ -249,6 +249,46 @@ at::Tensor blocked_rows(const at::Tensor& w, const UnitBlocks& u) {
   return at::cat(parts, 0).reshape(w.sizes());
 }
 
+// A weight matrix w (4H, K) in the layout the kernels multiply with: rows blocked (see UnitBlocks), and
+// transposed to (K, 4H) when `transpose`. The result is kept for the next call with the same weights:
+// the layer passes the same parameters at every call, and preparing them (a copy and a transpose into
+// fresh memory) cost ~1 ms per call at H = 256. A hit needs the same memory and bitwise the same
+// contents as when prepared (compared with a saved copy), so any update, in place or through .data,
+// misses; a miss on the same memory re-prepares into the old entry's buffers once nothing holds them.
+at::Tensor prepared_weight(const at::Tensor& w, const UnitBlocks& u, bool transpose) {
+  struct Entry {
+    at::Tensor source;  // copy of w when prepared
+    at::Tensor result;
+    const void* ptr;
+    int64_t block, count;
+    bool transpose;
+  };
+  if (u.count == 1 && !transpose) return w;  // already in that layout
+  static std::mutex mutex;
+  static std::vector<Entry> cache;  // the most recently prepared last
+  const void* ptr = w.data_ptr();
+  auto same_key = [&](const Entry& e) {
+    return e.ptr == ptr && e.block == u.size && e.count == u.count && e.transpose == transpose &&
+           e.source.sizes() == w.sizes() && e.source.scalar_type() == w.scalar_type();
+  };
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = std::find_if(cache.begin(), cache.end(), same_key);
+  if (it != cache.end() && std::memcmp(it->source.data_ptr(), ptr, w.nbytes()) == 0) return it->result;
+  at::Tensor blocked = blocked_rows(w, u);
+  if (transpose) blocked = blocked.t();
+  if (it != cache.end() && it->result.use_count() == 1) {  // same memory, new values: refill in place
+    it->source.copy_(w);
+    it->result.copy_(blocked);
+    return it->result;
+  }
+  at::Tensor result = blocked.contiguous();
+  if (result.data_ptr() == ptr) result = result.clone();  // never alias the caller's weights
+  if (it != cache.end()) cache.erase(it);
+  if (cache.size() >= 16) cache.erase(cache.begin());
+  cache.push_back({w.clone(), result, ptr, u.size, u.count, transpose});
+  return result;
+}
+
 // The unit blocks of a layer direction: one per thread where a step is worth splitting (its GEMM then
 // has all the columns a thread can take), one block otherwise; the forward and the backward choose
 // alike. LSTMBYHAND_BLOCKS_PER_THREAD (default 1) is for measurements.
@@ -418,8 +458,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
 
   const UnitBlocks units = choose_units(B, H, P, proj);
   // Weights in the blocked row order, transposed once so that every product is A (m, k) B (k, n).
-  const at::Tensor w_ih_t = blocked_rows(w_ih, units).t().contiguous();  // (I, G) blocked columns
-  const at::Tensor w_hh_t = blocked_rows(w_hh, units).t().contiguous();  // (P, G) blocked columns
+  const at::Tensor w_ih_t = prepared_weight(w_ih, units, true);  // (I, G) blocked columns
+  const at::Tensor w_hh_t = prepared_weight(w_hh, units, true);  // (P, G) blocked columns
   const at::Tensor bias_b = bias_in.has_value()
                                 ? blocked_rows(checked(*bias_in, x, "bias"), units).contiguous()
                                 : at::zeros({G}, opts);  // (G,) blocked
@@ -515,7 +555,7 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
   const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
   const auto opts = x.options();
   const UnitBlocks units = choose_units(B, H, P, false);
-  const at::Tensor u_b = blocked_rows(w_hh, units).contiguous();  // (G, P) U, rows blocked
+  const at::Tensor u_b = prepared_weight(w_hh, units, false);  // (G, P) U, rows blocked
 
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
