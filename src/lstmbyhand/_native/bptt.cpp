@@ -362,6 +362,7 @@ template <typename T, bool kCache>
 inline void cell_forward(int64_t w, int64_t H, const T* __restrict__ z, const T* __restrict__ b,
                          T* __restrict__ c, T* __restrict__ h, T* __restrict__ y,
                          T* __restrict__ a, T* __restrict__ cp, T* __restrict__ tc) {
+#pragma GCC ivdep
   for (int64_t k = 0; k < w; ++k) {
     const T i = sigmoid(z[k] + b[k]);  // F2 (F1's bias added here)
     const T f = sigmoid(z[w + k] + b[w + k]);  // F2
@@ -412,6 +413,7 @@ inline void cell_backward_units(int64_t w, int64_t H, const T* __restrict__ a,
                                 const T* __restrict__ dh, const T* __restrict__ dy,
                                 T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ dzb,
                                 T* __restrict__ db) {
+#pragma GCC ivdep
   for (int64_t k = 0; k < w; ++k) {
     const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
     const T dr = dh[k] + dy[k];  // B6, B5
