@@ -420,3 +420,18 @@ def test_prepared_weights_follow_every_update(compiled):
                     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     finally:
         torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_vectorized_gates_saturate_like_torch(compiled, scale):
+    """The 16-wide gate loop (exp polynomial, reciprocal with a Newton step) matches torch.sigmoid and
+    torch.tanh in float32, also where the gates saturate (pre-activations of several tens)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = make_case(
+        2, 8, 4, 48, 0, True, False, torch.float32, seed=13
+    )  # 2 steps: with weights x30 a rounding difference grows ~7x per step (the dynamics are chaotic)
+    args = (x, h0, c0, w_ih * scale, w_hh * scale, (b_ih + b_hh) * scale, None, None, False)
+    expected = bptt.forward(*args)
+    for a, b in zip(compiled.forward(*args), expected, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    for a, b in zip(compiled.forward_inference(*args), expected[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
