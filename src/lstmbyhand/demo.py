@@ -32,10 +32,10 @@ def add_parser(subparsers) -> None:
         "--out", type=Path, default=Path("lstmbyhand-demo"), help="folder for the plots"
     )
     parser.add_argument(
-        "--epochs", type=int, default=5000, help="at most this many epochs (default 5000)"
+        "--epochs", type=int, default=50000, help="at most this many epochs (default 50000)"
     )
     parser.add_argument(
-        "--lr", type=float, default=0.01, help="Adam's learning rate (default 0.01)"
+        "--lr", type=float, default=0.001, help="Adam's learning rate (default 0.001)"
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.set_defaults(func=main)
