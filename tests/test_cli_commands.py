@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import lstmbyhand
 from lstmbyhand.cli import main
@@ -23,12 +22,7 @@ SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
 SMALL = ["--window", "12", "--hidden", "8", "--epochs", "3", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

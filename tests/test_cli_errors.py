@@ -16,12 +16,7 @@ from lstmbyhand.cli import main
 TINY = ["--window", "3", "--hidden", "2", "--epochs", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def one_line_error(capsys, argv: list[str], *expected: str) -> str:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 
@@ -18,10 +17,6 @@ from lstmbyhand.cli import main
 from lstmbyhand.runs import RunDir
 
 SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
-
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed + gloo"
-)
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -35,6 +30,9 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_two_processes_train_resume_and_evaluate(tmp_path, capsys):
+    assert dist.is_available() and dist.is_gloo_available(), (
+        "torch.distributed with gloo is required"
+    )
     data = tmp_path / "s.csv"
     data.write_text("t,y\n" + "".join(f"{i},{(i * 37) % 17 + i * 0.5}\n" for i in range(70)))
     flags = ["train", str(data), "--target", "y", "--window", "6", "--hidden", "6",

@@ -5,20 +5,13 @@ from __future__ import annotations
 from importlib.resources import files
 
 import pytest
-import torch
 
 from lstmbyhand.evaluate import evaluate
 from lstmbyhand.restore import open_run
 from lstmbyhand.settings import TrainSettings
 from lstmbyhand.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(

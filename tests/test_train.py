@@ -24,14 +24,7 @@ from lstmbyhand.runs import RunDir
 from lstmbyhand.settings import TrainSettings
 from lstmbyhand.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one torch thread is fastest, and much faster on a busy machine."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
