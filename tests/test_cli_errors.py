@@ -280,3 +280,13 @@ def test_malformed_csv_never_gives_a_traceback(header, rows, raw):
         assert code in (0, 2)
         if code == 2:
             assert len(lines) == 1 and lines[0].startswith("lstmbyhand train: error: ")
+
+
+def test_other_data_without_the_runs_columns_names_them(tmp_path, run_dir, capsys):
+    other = csv_file(tmp_path, "t,price\n" + "".join(f"{i},{i}\n" for i in range(40)), "other.csv")
+    err = one_line_error(capsys, ["evaluate", str(run_dir), "--data", other],
+                         "no column 'y'", "'t', 'price'", "the run was trained on 'y'")  # fmt: skip
+    assert "--target" not in err  # evaluate has no such flag
+    short = csv_file(tmp_path, "t,y\n" + "".join(f"{i},{i}\n" for i in range(4)), "short.csv")
+    one_line_error(capsys, ["evaluate", str(run_dir), "--data", short],
+                   "too short", "use more data, or train with a smaller --window")  # fmt: skip

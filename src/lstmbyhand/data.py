@@ -82,12 +82,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def read_series(
-    path: str | Path, target: str, time: str | None = None, fill: str = "none"
+    path: str | Path,
+    target: str,
+    time: str | None = None,
+    fill: str = "none",
+    column_hint: str | None = None,
 ) -> Series:
     """Read `target` (and the optional `time` column) from a CSV file.
 
     Rows are numbered as in a spreadsheet view of the data: row 1 is the first row under the header.
     `time=None` uses the first column when it is not the target and reads as times or numbers.
+    `column_hint` replaces the advice to pass --target / --time when a column is missing (the
+    commands that read a finished run have no such flags).
     """
     if fill not in FILL_METHODS:
         raise UserError(f"unknown fill method {fill!r}; choose one of {', '.join(FILL_METHODS)}")
@@ -96,12 +102,12 @@ def read_series(
     if target not in columns:
         raise UserError(
             f"no column {target!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
-            "pass one of them with --target"
+            + (column_hint or "pass one of them with --target")
         )
     if time is not None and time not in columns:
         raise UserError(
             f"no column {time!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
-            "pass one of them with --time, or leave --time out"
+            + (column_hint or "pass one of them with --time, or leave --time out")
         )
     if time is not None and time == target:
         raise UserError(f"--time and --target are both {time!r}; the time column must differ")

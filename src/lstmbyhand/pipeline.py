@@ -39,8 +39,10 @@ class Prepared:
         return torch.as_tensor(xs, dtype=dtype), torch.as_tensor(ys, dtype=dtype)
 
 
-def load_series(s: TrainSettings, data: str | None = None) -> Series:
-    return read_series(data or s.data, s.target, s.time, s.fill)
+def load_series(
+    s: TrainSettings, data: str | None = None, column_hint: str | None = None
+) -> Series:
+    return read_series(data or s.data, s.target, s.time, s.fill, column_hint)
 
 
 def prepare(s: TrainSettings, series: Series, scaler: Scaler | None = None) -> Prepared:

@@ -48,7 +48,8 @@ def open_run(
         model = Forecaster(model_config)
     load_model_weights(model, run)
     model.eval()
-    series = load_series(settings, data)
+    columns = " and ".join(repr(c) for c in (settings.target, settings.time) if c)
+    series = load_series(settings, data, f"the run was trained on {columns}: give a CSV with them")
     prepared = prepare(settings, series, scaler) if split else None
     if not split:
         needed = settings.window

@@ -92,7 +92,7 @@ def make_split(
         raise UserError(
             f"the series has {n} values, too short for window {window} + horizon {horizon} with "
             f"validation {val_fraction:g} and test {test_fraction:g}: it needs at least {need}; "
-            "use a smaller --window or --horizon, or more data"
+            "use more data, or train with a smaller --window or --horizon"
         )
     return split
 
