@@ -81,7 +81,7 @@ def test_prediction_is_the_final_hidden_state_of_nn_lstm():
     torch.manual_seed(1)
     model = LSTMbyHand(1, 3)
     reference = nn.LSTM(1, 3, batch_first=True)
-    reference.load_state_dict({k: v for k, v in model.lstm.state_dict().items()})
+    reference.load_state_dict(model.lstm.state_dict())
     _, (h_n, _) = reference(A.reshape(1, 4, 1))
     assert torch.allclose(model.predict(A), h_n[0, 0], atol=1e-6)
 

@@ -155,6 +155,11 @@ def backward(
     return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
 
 
+def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
+    """b = b_ih + b_hh (4H,), the bias of F1; None without biases."""
+    return None if bias_ih is None else bias_ih + bias_hh
+
+
 class LSTMSequence(torch.autograd.Function):
     """One layer direction with the hand-derived backward; see the module docstring."""
 
@@ -162,7 +167,7 @@ class LSTMSequence(torch.autograd.Function):
     def forward(
         ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse
     ):
-        bias = None if bias_ih is None else bias_ih + bias_hh
+        bias = combined_bias(bias_ih, bias_hh)
         kernels = native.kernels_for(x)
         output, h_n, c_n, *cache = kernels.forward(
             x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
@@ -223,7 +228,7 @@ def lstm_sequence(
         for t in (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
     )
     if not needs_grad:
-        bias = None if bias_ih is None else bias_ih + bias_hh
+        bias = combined_bias(bias_ih, bias_hh)
         kernels = native.kernels_for(x)
         return kernels.forward_inference(
             x.contiguous(), h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse

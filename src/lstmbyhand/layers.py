@@ -203,9 +203,9 @@ class LSTM(nn.Module):
         if sorted_idx is not None:
             h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
 
-        run = bptt.lstm_sequence if self.backend == "bptt" and not record else reference_sequence
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
+        run = bptt.lstm_sequence if self.backend == "bptt" and not record else reference_sequence
         h_n, c_n, traces = [], [], []
         layer_input = x  # (T, B, I) then (T, B, D*P)
         for layer in range(self.num_layers):

@@ -185,7 +185,7 @@ class LSTMbyHand(nn.Module):
         optimizer = self.optimizer(lr)
         rule = ConvergenceRule(tol, patience)
         bar = tqdm(total=max_epoch, disable=not progress, desc="train", unit="epoch")
-        if fixed_order and self._can_fit_natively(epochs.batches):
+        if fixed_order and self._can_fit_natively():
             losses = self._fit_native(epochs.batches, optimizer, max_epoch, tol, patience)
             bar.update(len(losses))
         else:
@@ -208,12 +208,9 @@ class LSTMbyHand(nn.Module):
         bar.close()
         return losses
 
-    def _can_fit_natively(self, batches: list[tuple[Tensor, Tensor]]) -> bool:
-        return (
-            native.compiled() is not None
-            and hasattr(native.compiled(), "fit_adam")
-            and (self.lstm.weight_ih_l0.device.type == "cpu")
-        )
+    def _can_fit_natively(self) -> bool:
+        on_cpu = self.lstm.weight_ih_l0.device.type == "cpu"
+        return on_cpu and hasattr(native.compiled(), "fit_adam")
 
     def _fit_native(self, batches, optimizer, max_epoch, tol, patience) -> list[float]:
         """The same loop as the Python one, compiled: see `_native/` and its equality tests."""
