@@ -53,11 +53,16 @@ def native_build() -> tuple[list, dict]:
     arch = os.environ.get("LSTMBYHAND_NATIVE_ARCH", "native")
     flags = ["-O3", "-g0", "-fopenmp"] + ([f"-march={arch}"] if arch else [])
     sources = sorted(glob("src/lstmbyhand/_native/*.cpp"))
+    # Link the shared libstdc++ that torch itself uses, by its soname. On the GPU machines' image
+    # (g++ 13.3, torch 2.11) the default link put a static copy of libstdc++ into the extension
+    # (3,204 exported std:: symbols instead of 37), and that copy's ostream crashed the process when
+    # it formatted a number into an error message. Named by soname, it links dynamically everywhere.
+    link = ["-fopenmp", "-l:libstdc++.so.6"]
     extension = CppExtension(
         "lstmbyhand._native",
         sources,
         extra_compile_args=flags,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link,
     )
     return [extension], {"build_ext": OptionalBuildExtension.with_options(use_ninja=True)}
 

@@ -51,7 +51,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("h_prev"), py::arg("c_prev"), py::arg("tanh_c"), py::arg("need_dx") = true);
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
-        " returns (epoch losses float64, final step). See lstmbyhand.native_fit.",
+        " returns (epoch losses float64, final step). See LSTMbyHand._fit_native in seed.py.",
         py::arg("xs"), py::arg("ys"), py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
         py::arg("max_epoch"), py::arg("tol"), py::arg("patience"),
