@@ -28,24 +28,43 @@ def rank_and_size() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
 
 
+def choose_device(name: str) -> torch.device:
+    """The device for "auto", "cpu" or "cuda"; under torchrun on CUDA, the GPU of this LOCAL_RANK.
+
+    "auto" takes CUDA only when every process of this node can have a GPU of its own (NCCL refuses
+    two ranks on one GPU); otherwise it takes the CPU (gloo). "cuda" without enough GPUs is an error.
+    """
+    from lstmbyhand.errors import UserError
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if name == "auto":
+        name = "cuda" if gpus >= per_node else "cpu"
+    if name == "cuda" and gpus == 0:
+        raise UserError(
+            "--device cuda was asked for but no CUDA device is available; use --device cpu"
+        )
+    if name == "cuda" and gpus < per_node:
+        raise UserError(
+            f"--device cuda: expected at most one process per GPU ({gpus} on this node), "
+            f"got {per_node} processes; use --nproc_per_node={gpus} or --device cpu"
+        )
+    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
 def init_from_env(device: str) -> bool:
     """Join the process group torchrun describes; True when one is (now) running."""
     if active():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    chosen = choose_device(device)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return True
-
-
-def local_device(device: torch.device) -> torch.device:
-    """On CUDA, each process uses the GPU of its LOCAL_RANK."""
-    if device.type == "cuda" and active():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
 
 
 def shutdown() -> None:

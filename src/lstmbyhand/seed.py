@@ -96,7 +96,8 @@ class LSTMbyHand(nn.Module):
         """Apply the shape rules: 1-D is one flat sequence, 2-D a batch of them, 3-D (B, T, I)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        x = x.to(self.lstm.weight_ih_l0.dtype)  # ints, and float32 data into a float64 model
+        weight = self.lstm.weight_ih_l0
+        x = x.to(weight.device, weight.dtype)  # ints, float32 into float64, CPU data to a GPU model
         I = self.input_size
         if x.dim() in (1, 2):
             if x.shape[-1] % I != 0 or x.shape[-1] == 0:
@@ -142,7 +143,8 @@ class LSTMbyHand(nn.Module):
             raise ValueError(
                 f"expected targets with {batch * out} values ({batch} x {out}), got {shape}"
             )
-        return y.reshape(batch, out).to(self.lstm.weight_ih_l0.dtype)
+        weight = self.lstm.weight_ih_l0
+        return y.reshape(batch, out).to(weight.device, weight.dtype)
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
         x = self.as_batch(x)  # (B, T, I)

@@ -47,16 +47,6 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean((pred - target) ** 2)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            "--device cuda was asked for but no CUDA device is available; use --device cpu"
-        )
-    return torch.device(name)
-
-
 class Trainer:
     """One epoch of training and one validation pass; knows nothing about files."""
 
@@ -221,7 +211,7 @@ def train(
     prep = prepare(s, series, Scaler.from_dict(config["scaler"]) if config else None)
     if s.season is None:
         s.season = series.season
-    device = distributed.local_device(resolve_device(s.device))
+    device = distributed.choose_device(s.device)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
     model = Forecaster(s.model).to(device)
