@@ -38,6 +38,27 @@ from lstmbyhand import native
 from lstmbyhand.sequence import active_rows, time_steps
 
 
+def _cell(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """F2-F4 of one step: pre-activations z (n, 4H), c_{t-1} (n, H) -> activated gates (n, 4H), c_t,
+    tanh(c_t), r_t. Six element-wise kernels and a copy (on a GPU each is a launch: keep them few)."""
+    H = c.shape[1]
+    act = torch.sigmoid(z)  # F2: i, f, o (g's columns are overwritten next)
+    act[:, 2 * H : 3 * H] = torch.tanh(z[:, 2 * H : 3 * H])  # F2: g
+    i, f, g, o = act.chunk(4, dim=1)  # each (n, H)
+    c_t = torch.addcmul(f * c, i, g)  # (n, H) F3
+    tanh_c = torch.tanh(c_t)
+    return act, c_t, tanh_c, o * tanh_c  # F4: r_t = o ⊙ tanh(c_t)
+
+
+def _input_products(x: Tensor, weight_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """F1's input part for every step at once: x (T, B, I) -> W x_t + b (T, B, 4H), one GEMM."""
+    T, B, _ = x.shape
+    xw = x.reshape(T * B, -1) @ weight_ih.T  # (T*B, 4H)
+    if bias is not None:
+        xw += bias
+    return xw.view(T, B, -1)
+
+
 def forward(
     x: Tensor,
     h0: Tensor,
@@ -56,10 +77,7 @@ def forward(
     """
     T, B, _ = x.shape
     H, P = c0.shape[1], h0.shape[1]
-    xw = x.reshape(T * B, -1) @ weight_ih.T  # (T*B, 4H) F1's input part, one GEMM
-    if bias is not None:
-        xw += bias
-    xw = xw.view(T, B, 4 * H)
+    xw = _input_products(x, weight_ih, bias)  # (T, B, 4H)
     output = x.new_zeros(T, B, P)
     gates = x.new_zeros(T, B, 4 * H)
     h_prev = x.new_zeros(T, B, P)
@@ -72,15 +90,7 @@ def forward(
         h_prev[t, :n] = h[:n]
         c_prev[t, :n] = c[:n]
         z = torch.addmm(xw[t, :n], h[:n], w_hh_t)  # (n, 4H) F1
-        act = gates[t, :n]  # (n, 4H) view
-        act[:, : 2 * H] = torch.sigmoid(z[:, : 2 * H])  # F2: i, f
-        act[:, 2 * H : 3 * H] = torch.tanh(z[:, 2 * H : 3 * H])  # F2: g
-        act[:, 3 * H :] = torch.sigmoid(z[:, 3 * H :])  # F2: o
-        i, f, g, o = act.chunk(4, dim=1)  # each (n, H)
-        c_t = torch.addcmul(f * c[:n], i, g)  # (n, H) F3
-        tc = torch.tanh(c_t)
-        tanh_c[t, :n] = tc
-        r = o * tc  # (n, H) F4
+        gates[t, :n], c_t, tanh_c[t, :n], r = _cell(z, c[:n])  # F2-F4
         h_t = r if weight_hr is None else r @ weight_hr.T  # (n, P) F5
         c[:n] = c_t
         h[:n] = h_t
@@ -99,8 +109,19 @@ def forward_inference(
     batch_sizes: Tensor | None,
     reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """`forward` when no gradient is needed: output, h_n, c_n and no cache."""
-    return forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse)[:3]
+    """`forward` without the cache (no gradient will be asked for): output, h_n, c_n."""
+    T, B, _ = x.shape
+    P = h0.shape[1]
+    xw = _input_products(x, weight_ih, bias)  # (T, B, 4H)
+    output = x.new_zeros(T, B, P)
+    h, c = h0.clone(), c0.clone()  # (B, P), (B, H)
+    w_hh_t = weight_hh.T  # (P, 4H)
+    for t in time_steps(T, reverse):
+        n = active_rows(batch_sizes, t, B)
+        z = torch.addmm(xw[t, :n], h[:n], w_hh_t)  # (n, 4H) F1
+        _, c[:n], _, r = _cell(z, c[:n])  # F2-F4
+        h[:n] = output[t, :n] = r if weight_hr is None else r @ weight_hr.T  # F5, F6
+    return output, h, c
 
 
 def backward(
