@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.nn.utils.rnn import PackedSequence
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 
 def tensors_of(result) -> list[torch.Tensor]:
@@ -31,3 +32,18 @@ def assert_close_lists(ours, theirs, atol, what):
         assert a.shape == b.shape, f"{what}[{k}]: shape {tuple(a.shape)} vs {tuple(b.shape)}"
         err = (a - b).abs().max().item() if a.numel() else 0.0
         assert err <= atol, f"{what}[{k}]: max difference {err:.3g} > {atol}"
+
+
+class PackingWrapper(nn.Module):
+    """Packs the padded input inside the call (when lengths are given), so gradients reach it."""
+
+    def __init__(self, lstm, lengths):
+        super().__init__()
+        self.lstm, self.lengths = lstm, lengths
+
+    def forward(self, x, hx=None):
+        if self.lengths is not None:
+            x = pack_padded_sequence(
+                x, self.lengths, batch_first=self.lstm.batch_first, enforce_sorted=False
+            )
+        return self.lstm(x, hx)

@@ -1,16 +1,15 @@
 """Every device this machine has (the CPU, and CUDA where there is a GPU): the same LSTM, the same numbers.
 
-On a GPU the reference is torch.nn.LSTM on that GPU (cuDNN) and our own model on the CPU; on the CPU
-the compiled kernels are checked against the PyTorch-op ones. Without a GPU only "cpu" is collected.
+The reference is torch.nn.LSTM (on the same device, cuDNN on a GPU), autograd's gradcheck, and the
+PyTorch-op kernels on the CPU (the specification the compiled kernels must equal). Without a GPU only "cpu" is collected.
 """
 
 import contextlib
 
 import pytest
 import torch
-from reference import assert_close_lists, run_with_grads, tensors_of
+from reference import PackingWrapper, assert_close_lists, run_with_grads, tensors_of
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmbyhand
 from lstmbyhand import distributed, native
@@ -19,6 +18,7 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.seed import LSTMbyHand, dataLoader
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+LENGTHS = torch.tensor([3, 6, 1, 4])  # unsorted on purpose
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 CONFIGS = [
     dict(num_layers=2, bidirectional=True, batch_first=True, proj_size=2),
@@ -35,23 +35,10 @@ def full_float32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-class Packed(nn.Module):
-    """Packs the padded batch inside the call (lengths 3, 6, 1, 4: unsorted), so gradients reach x."""
-
-    def __init__(self, lstm: nn.Module) -> None:
-        super().__init__()
-        self.lstm = lstm
-
-    def forward(self, x, hx=None):
-        lengths = torch.tensor([3, 6, 1, 4])
-        packed = pack_padded_sequence(x, lengths, self.lstm.batch_first, enforce_sorted=False)
-        return self.lstm(packed, hx)
-
-
 def outputs_and_grads(module: nn.Module, x: torch.Tensor, packed: bool):
     """Values and gradients (of x and every parameter) of sum(outputs * fixed weights)."""
     x = x.detach().requires_grad_()
-    module = Packed(module) if packed else module
+    module = PackingWrapper(module, LENGTHS if packed else None)
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
         shapes = [t.shape for t in tensors_of(module(x))]
@@ -107,16 +94,20 @@ def test_gradcheck_on_device(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_trace_on_device_equals_trace_on_cpu(device):
+def test_trace_on_device_agrees_with_nn_lstm(device):
+    """Each layer's traced hidden states are nn.LSTM's outputs; its last cell state is c_n."""
     torch.manual_seed(3)
-    lstm = lstmbyhand.LSTM(2, 3, num_layers=2, dtype=torch.float64)
-    x = torch.randn(5, 2, 2, dtype=torch.float64)
-    expected = lstm.trace(x)
-    got = lstm.to(device).trace(x.to(device))
-    for ours, ref in zip(got, expected, strict=True):
-        for a, b in zip(vars(ours[0]).values(), vars(ref[0]).values(), strict=True):
-            assert a.device.type == device
-            assert torch.allclose(a.cpu(), b, atol=1e-12, rtol=0)
+    theirs = nn.LSTM(2, 3, num_layers=2, dtype=torch.float64)
+    x = torch.randn(5, 2, 2, dtype=torch.float64)  # (T, B, I)
+    output, (_, c_n) = theirs(x)
+    layer_one = nn.LSTM(2, 3, dtype=torch.float64)
+    layer_one.load_state_dict({k: v for k, v in theirs.state_dict().items() if k.endswith("l0")})
+    traces = lstmbyhand.LSTM.from_torch(theirs).to(device).trace(x.to(device))
+    expected_hidden = [layer_one(x)[0], output]
+    for layer, (trace,) in enumerate(traces):
+        assert trace.hidden.device.type == device
+        assert torch.allclose(trace.hidden.cpu(), expected_hidden[layer], atol=1e-12, rtol=0)
+        assert torch.allclose(trace.cell[-1].cpu(), c_n[layer], atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -4,9 +4,8 @@ import itertools
 
 import pytest
 import torch
-from reference import assert_close_lists, run_with_grads, tensors_of
+from reference import PackingWrapper, assert_close_lists, run_with_grads, tensors_of
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmbyhand
 
@@ -25,21 +24,6 @@ STRUCTURES = list(
     )
 )
 INPUT_MODES = ["batched", "unbatched", "packed"]
-
-
-class PackingWrapper(nn.Module):
-    """Packs the padded input inside the call (when lengths are given), so gradients reach it."""
-
-    def __init__(self, lstm, lengths):
-        super().__init__()
-        self.lstm, self.lengths = lstm, lengths
-
-    def forward(self, x, hx=None):
-        if self.lengths is not None:
-            x = pack_padded_sequence(
-                x, self.lengths, batch_first=self.lstm.batch_first, enforce_sorted=False
-            )
-        return self.lstm(x, hx)
 
 
 def make_input(mode, batch_first, dtype, seed):
