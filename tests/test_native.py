@@ -372,6 +372,29 @@ def test_unit_blocks_forward_and_backward(compiled, dtype, H, reverse, packed, t
     assert grads[6] is None
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
+    """The forward multiplies by its weights in column panels of 64 (4H = 400: six full panels and one
+    of 16). With a projection the step is not split into unit blocks, so the input products of a block
+    of steps (256 x 400 x 64) are split by rows across threads instead."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, _ = make_case(
+        9, 64, 64, 100, 16, True, False, dtype, seed=14
+    )  # weights / 4: at full scale float32 rounding grows to ~3e-4 in 9 steps, in torch's ops as well
+    args = (x, h0, c0, w_ih / 4, w_hh / 4, b_ih + b_hh, w_hr / 4, None, False)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours, ours_inference = compiled.forward(*args), compiled.forward_inference(*args)
+    finally:
+        torch.set_num_threads(saved)
+    expected = bptt.forward(*args)
+    for a, b in zip(ours, expected, strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    for a, b in zip(ours_inference, expected[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
 def test_backward_skips_dx_when_not_needed(compiled):
     """need_dx=False (x needs no gradient) returns None for dx and the same other gradients."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
