@@ -303,8 +303,8 @@ def test_errors_name_the_argument(compiled):
 
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_inference_in_blocks_of_steps(compiled, reverse, packed):
-    """forward_inference computes the input products a block of steps at a time (B * 4H large)."""
+def test_inference_on_wide_steps(compiled, reverse, packed):
+    """forward_inference on wide steps (B = 64, 4H = 1024: many 64-column weight panels per step)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
         11, 64, 3, 256, 0, True, packed, torch.float64, seed=6
     )  # float64: the blocks are the same code in both dtypes, and rounding does not hide an error
@@ -376,10 +376,10 @@ def test_unit_blocks_forward_and_backward(compiled, dtype, H, reverse, packed, t
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
     """The forward multiplies by its weights in column panels of 64 (4H = 400: six full panels and one
-    of 16). With a projection the step is not split into unit blocks, so the input products of a block
-    of steps (256 x 400 x 64) are split by rows across threads instead."""
+    of 16). With a projection the step is not split into unit blocks, so each step's product
+    ([x_t, h_{t-1}]: 128 x 144 by 144 x 400) is split by rows across threads instead."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, _ = make_case(
-        9, 64, 64, 100, 16, True, False, dtype, seed=14
+        9, 128, 128, 100, 16, True, False, dtype, seed=14
     )  # weights / 4: at full scale float32 rounding grows to ~3e-4 in 9 steps, in torch's ops as well
     args = (x, h0, c0, w_ih / 4, w_hh / 4, b_ih + b_hh, w_hr / 4, None, False)
     saved = torch.get_num_threads()
@@ -447,14 +447,19 @@ def test_prepared_weights_follow_every_update(compiled):
 
 @pytest.mark.parametrize("scale", [1.0, 30.0])
 def test_vectorized_gates_saturate_like_torch(compiled, scale):
-    """The 16-wide gate loop (exp polynomial, reciprocal with a Newton step) matches torch.sigmoid and
-    torch.tanh in float32, also where the gates saturate (pre-activations of several tens)."""
+    """The 16-wide gate loop (exp polynomial, reciprocal with a Newton step) is as accurate as
+    torch.sigmoid and torch.tanh in float32, also where the gates saturate (pre-activations of
+    several tens): against the same inputs in float64, our float32 error is at most twice that of
+    the PyTorch ops in float32 (their sums round in another order, so the two float32 results are
+    compared through the float64 one rather than with each other)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = make_case(
         2, 8, 4, 48, 0, True, False, torch.float32, seed=13
     )  # 2 steps: with weights x30 a rounding difference grows ~7x per step (the dynamics are chaotic)
     args = (x, h0, c0, w_ih * scale, w_hh * scale, (b_ih + b_hh) * scale, None, None, False)
-    expected = bptt.forward(*args)
-    for a, b in zip(compiled.forward(*args), expected, strict=True):
-        torch.testing.assert_close(a, b, **TOL[torch.float32])
-    for a, b in zip(compiled.forward_inference(*args), expected[:3], strict=True):
-        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    exact = bptt.forward(*(a.double() if isinstance(a, torch.Tensor) else a for a in args))
+    torch_f32 = bptt.forward(*args)
+    for ours in (compiled.forward(*args), compiled.forward_inference(*args)):
+        for a, b, e in zip(ours, torch_f32, exact, strict=False):
+            ours_error = (a.double() - e).abs().max().item()
+            torch_error = (b.double() - e).abs().max().item()
+            assert ours_error <= 2 * torch_error + 1e-6, (ours_error, torch_error)

@@ -2,9 +2,10 @@
 // same cache layout, same equation labels (F1-F6, B1-B6; the equations are in bptt.py's docstring).
 //
 // Layout: time-major x (T, B, I), states (B, P) and (B, H), stacked gates i, f, g, o along 4H = G.
-// The input products W x_t are GEMMs over blocks of steps (F1), the weight gradients one GEMM each
-// after the loop (B1); only U h_{t-1} (F1), W_hr r_t (F5), dh_t W_hr (B5) and dz U (B1) run step by
-// step. The hidden units are split into blocks, one per thread (see UnitBlocks and run_steps): with the
+// F1 is one GEMM per step, [x_t, h_{t-1}] (B, I+P) times [W U]ᵀ (the weights side by side, stored as
+// column panels: see panels); the weight gradients are one GEMM each after the loop (B1); W_hr r_t
+// (F5), dh_t W_hr (B5) and dz U (B1) run step by step as well. The hidden units are split into
+// blocks, one per thread (see UnitBlocks and run_steps): with the
 // weight rows reordered so that a block's four gates are adjacent, each thread runs per step one GEMM
 // for its block and, while that block is hot in cache, the fused gate loop (F2-F4 with F1's bias; in
 // the backward B6-B2 with db summed on the way); threads wait only for the step before.
@@ -290,37 +291,48 @@ void gemm_panels(int64_t m, int64_t c_begin, int64_t c_end, int64_t G, int64_t K
 // fresh memory) cost ~1 ms per call at H = 256. A hit needs the same memory and bitwise the same
 // contents as when prepared (compared with a saved copy), so any update, in place or through .data,
 // misses; a miss on the same memory re-prepares into the old entry's buffers once nothing holds them.
-at::Tensor prepared_weight(const at::Tensor& w, const UnitBlocks& u, bool transpose) {
+at::Tensor prepared_weight(const std::vector<at::Tensor>& parts, const UnitBlocks& u, bool transpose) {
   struct Entry {
-    at::Tensor source;  // copy of w when prepared
+    std::vector<at::Tensor> sources;  // copies of the parts when prepared
+    std::vector<const void*> ptrs;
     at::Tensor result;
-    const void* ptr;
     int64_t block, count;
     bool transpose;
   };
-  if (u.count == 1 && !transpose) return w;  // already in that layout
+  if (parts.size() == 1 && u.count == 1 && !transpose) return parts[0];  // already in that layout
   static std::mutex mutex;
   static std::vector<Entry> cache;  // the most recently prepared last
-  const void* ptr = w.data_ptr();
+  std::vector<const void*> ptrs;
+  for (const at::Tensor& w : parts) ptrs.push_back(w.data_ptr());
   auto same_key = [&](const Entry& e) {
-    return e.ptr == ptr && e.block == u.size && e.count == u.count && e.transpose == transpose &&
-           e.source.sizes() == w.sizes() && e.source.scalar_type() == w.scalar_type();
+    if (e.ptrs != ptrs || e.block != u.size || e.count != u.count || e.transpose != transpose) return false;
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (e.sources[i].sizes() != parts[i].sizes() || e.sources[i].scalar_type() != parts[i].scalar_type())
+        return false;
+    return true;
+  };
+  auto same_values = [&](const Entry& e) {
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (std::memcmp(e.sources[i].data_ptr(), ptrs[i], parts[i].nbytes()) != 0) return false;
+    return true;
   };
   std::lock_guard<std::mutex> lock(mutex);
   auto it = std::find_if(cache.begin(), cache.end(), same_key);
-  if (it != cache.end() && std::memcmp(it->source.data_ptr(), ptr, w.nbytes()) == 0) return it->result;
-  at::Tensor blocked = blocked_rows(w, u);
+  if (it != cache.end() && same_values(*it)) return it->result;
+  at::Tensor blocked = blocked_rows(parts.size() == 1 ? parts[0] : at::cat(parts, 1), u);  // (G, ΣK)
   if (transpose) blocked = panels(blocked);
   if (it != cache.end() && it->result.use_count() == 1) {  // same memory, new values: refill in place
-    it->source.copy_(w);
+    for (size_t i = 0; i < parts.size(); ++i) it->sources[i].copy_(parts[i]);
     it->result.copy_(blocked);
     return it->result;
   }
   at::Tensor result = blocked.contiguous();
-  if (result.data_ptr() == ptr) result = result.clone();  // never alias the caller's weights
+  if (result.data_ptr() == ptrs[0]) result = result.clone();  // never alias the caller's weights
   if (it != cache.end()) cache.erase(it);
   if (cache.size() >= 16) cache.erase(cache.begin());
-  cache.push_back({w.clone(), result, ptr, u.size, u.count, transpose});
+  std::vector<at::Tensor> sources;
+  for (const at::Tensor& w : parts) sources.push_back(w.clone());
+  cache.push_back({sources, ptrs, result, u.size, u.count, transpose});
   return result;
 }
 
@@ -554,16 +566,17 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   const auto opts = x.options();
 
   const UnitBlocks units = choose_units(B, H, P, proj);
-  // Weights in the blocked row order, transposed once (as column panels) so that every product is A B.
-  const at::Tensor w_ih_t = prepared_weight(w_ih, units, true);  // (I, G) blocked columns, paneled
-  const at::Tensor w_hh_t = prepared_weight(w_hh, units, true);  // (P, G) blocked columns, paneled
+  // F1 is one product per step, [x_t, h_{t-1}] (B, I+P) times [W U]ᵀ (I+P, G): the weights side by
+  // side, rows in the blocked order, transposed once into column panels.
+  const int64_t K = I + P;
+  const at::Tensor wu_t = prepared_weight({w_ih, w_hh}, units, true);  // (K, G) blocked, paneled
   const at::Tensor bias_b = bias_in.has_value()
                                 ? blocked_rows(checked(*bias_in, x, "bias"), units).contiguous()
                                 : at::zeros({G}, opts);  // (G,) blocked
   const at::Tensor w_hr_t = proj ? w_hr.t().contiguous() : at::Tensor();  // (H, P)
 
-  at::Tensor h = checked(h0, x, "h0").clone();  // (B, P) running state
-  at::Tensor h_next = at::empty({B, P}, opts);  // h_t is written here while h_{t-1} is read
+  // [x_t, h_{t-1}] of step s in xh[s % 2]; the step writes h_t and x of the next step into the other.
+  at::Tensor xh = reusable({2, B, K}, opts);  // (2, B, I+P)
   at::Tensor c = checked(c0, x, "c0").clone();  // (B, H)
   at::Tensor output = buffer(packed, {T_, B, P}, opts);  // (T, B, P)
   at::Tensor gates, h_prev, c_prev, tanh_c;  // the cache, in bptt.forward's layout
@@ -573,65 +586,67 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
     c_prev = buffer(packed, {T_, B, H}, opts);
     tanh_c = buffer(packed, {T_, B, H}, opts);
   }
-  // Pre-activations of a block of steps (blocked columns), small enough to stay in cache (~1 MB):
-  // the input products of the block are one GEMM per thread before its steps.
-  const int64_t block =
-      std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, B * G), 1, std::max<int64_t>(1, T_));
-  at::Tensor z_buf = reusable({block, B, G}, opts);  // (block, B, G)
+  at::Tensor z_buf = reusable({B, G}, opts);  // (B, G) this step's pre-activations, blocked columns
   at::Tensor r_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H) r_t before W_hr
   at::Tensor y_junk = proj ? at::empty({H}, opts) : at::Tensor();  // r_t is not an output then
 
+  T* xhs = xh.data_ptr<T>();
   T* zs = z_buf.data_ptr<T>();
   T* cs = c.data_ptr<T>();
   T* out = output.data_ptr<T>();
   T* rs = proj ? r_buf.data_ptr<T>() : nullptr;
   const T* xs = x.data_ptr<T>();
-  const T* wih_t = w_ih_t.data_ptr<T>();
-  const T* whh_t = w_hh_t.data_ptr<T>();
+  const T* wu = wu_t.data_ptr<T>();
   const T* bs = bias_b.data_ptr<T>();
   const T* whr_t = proj ? w_hr_t.data_ptr<T>() : nullptr;
   T* gs = kCache ? gates.data_ptr<T>() : nullptr;
   T* hp = kCache ? h_prev.data_ptr<T>() : nullptr;
   T* cp = kCache ? c_prev.data_ptr<T>() : nullptr;
   T* tcs = kCache ? tanh_c.data_ptr<T>() : nullptr;
+  // rows j0..j1-1 of x_t into the x part of xh[buf]
+  auto load_x = [&](int64_t buf, int64_t t, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      std::memcpy(xhs + (buf * B + j) * K, xs + (t * B + j) * I, I * sizeof(T));
+  };
+  if (T_ > 0) load_x(0, step_at(0, T_, reverse), 0, B);
+  {
+    const at::Tensor h0c = checked(h0, x, "h0");
+    const T* h0s = h0c.data_ptr<T>();
+    for (int64_t j = 0; j < B; ++j) std::memcpy(xhs + j * K + I, h0s + j * P, P * sizeof(T));
+  }
 
-  // Block u of step s; step s reads h_{s-1} from h_buf[s % 2] and writes h_s to the other one.
-  T* h_buf[2] = {h.data_ptr<T>(), h_next.data_ptr<T>()};
   auto step = [&](int64_t s, int64_t u) {
     const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
-    const int64_t s0 = s / block * block, len = std::min(block, T_ - s0);
-    const int64_t t_lo = reverse ? T_ - s0 - len : s0;  // the block's steps are times t_lo..t_lo+len-1
-    if (s == s0)  // F1, input part of the block's steps, own columns: z = x Wᵀ (the bias: F2's loop)
-      gemm_panels<T>(len * B, col, col + 4 * w, G, I, xs + t_lo * B * I, I, wih_t, T(0), zs,
-                     G);  // (len*B, 4w)
     const int64_t t = step_at(s, T_, reverse), n = rows[t];
-    const T* h_read = h_buf[s % 2];  // h_{t-1} (B, P)
-    T* h_write = h_buf[(s + 1) % 2];  // h_t
-    T* z = zs + (t - t_lo) * B * G;  // (B, G) this step's pre-activations, blocked
+    const T* xh_read = xhs + (s % 2) * B * K;  // [x_t, h_{t-1}] (B, K)
+    T* xh_write = xhs + ((s + 1) % 2) * B * K;  // h_t goes to columns I.. of this one
     const int64_t p0 = proj ? 0 : k0, pw = proj ? P : w;  // own columns of h
     if (kCache)
       for (int64_t j = 0; j < n; ++j)  // h_{t-1}
-        std::memcpy(hp + (t * B + j) * P + p0, h_read + j * P + p0, pw * sizeof(T));
-    gemm_panels<T>(n, col, col + 4 * w, G, P, h_read, P, whh_t, T(1), z, G);  // (n, 4w) F1: z += h_{t-1} Uᵀ
+        std::memcpy(hp + (t * B + j) * P + p0, xh_read + j * K + I + p0, pw * sizeof(T));
+    gemm_panels<T>(n, col, col + 4 * w, G, K, xh_read, K, wu, T(0), zs, G);  // (n, 4w) F1: z = W x_t + U h_{t-1}
     for (int64_t j = 0; j < n; ++j) {
       const int64_t row = t * B + j;
       T* y = proj ? y_junk.data_ptr<T>() : out + row * P + k0;
-      T* hr = proj ? rs + j * H + k0 : h_write + j * P + k0;
-      cell_forward<T, kCache>(w, H, z + j * G + col, bs + col, cs + j * H + k0, hr, y,
+      T* hr = proj ? rs + j * H + k0 : xh_write + j * K + I + k0;
+      cell_forward<T, kCache>(w, H, zs + j * G + col, bs + col, cs + j * H + k0, hr, y,
                               kCache ? gs + row * G + k0 : nullptr,
                               kCache ? cp + row * H + k0 : nullptr,
-                              kCache ? tcs + row * H + k0 : nullptr);  // F2-F4
+                              kCache ? tcs + row * H + k0 : nullptr);  // F2-F4 (F1's bias added there)
     }
     if (proj) {  // one block then
-      gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), h_write, P);  // (n, P) F5: h_t = r_t W_hrᵀ
-      std::memcpy(out + t * B * P, h_write, n * P * sizeof(T));  // F6
+      gemm<T>(false, false, n, P, H, T(1), rs, H, whr_t, P, T(0), xh_write + I, K);  // (n, P) F5: h_t = r_t W_hrᵀ
+      for (int64_t j = 0; j < n; ++j)  // F6
+        std::memcpy(out + (t * B + j) * P, xh_write + j * K + I, P * sizeof(T));
     }
     for (int64_t j = n; j < B; ++j)  // rows that wait keep their h (packed batches)
-      std::memcpy(h_write + j * P + p0, h_read + j * P + p0, pw * sizeof(T));
+      std::memcpy(xh_write + j * K + I + p0, xh_read + j * K + I + p0, pw * sizeof(T));
+    if (s + 1 < T_)  // this block's share of the rows of x for the next step
+      load_x((s + 1) % 2, step_at(s + 1, T_, reverse), B * u / units.count, B * (u + 1) / units.count);
   };
   if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
   run_steps(T_, units.count, step);
-  if (T_ % 2 == 1) std::swap(h, h_next);  // the state ends in the buffer the last step wrote
+  const at::Tensor h = xh.select(0, T_ % 2).narrow(1, I, P).clone();  // (B, P) h of the last step
   if (!kCache) return {output, h, c};
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
 }
@@ -652,7 +667,7 @@ std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::T
   const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
   const auto opts = x.options();
   const UnitBlocks units = choose_units(B, H, P, false);
-  const at::Tensor u_b = prepared_weight(w_hh, units, false);  // (G, P) U, rows blocked
+  const at::Tensor u_b = prepared_weight({w_hh}, units, false);  // (G, P) U, rows blocked
 
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
