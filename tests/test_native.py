@@ -7,6 +7,8 @@ it in scripts/setup.sh) instead of skipping.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -315,11 +317,12 @@ def test_inference_on_wide_steps(compiled, reverse, packed):
 
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_threads_split_hidden_units(compiled, reverse, packed):
-    """Mid-sized steps run with the hidden units split across threads (one barrier per step)."""
+def test_threads_split_batch_rows(compiled, reverse, packed):
+    """Mid-sized steps run with the batch rows split into groups, one per thread, each group through
+    all its steps on its own (packed: groups whose rows stop early idle at later steps)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
         7, 32, 3, 64, 0, True, packed, torch.float64, seed=8
-    )  # 2 B 4H H >= 2^20 flops per step: split when torch has more than one thread
+    )  # 2 B 4H (I+H) >= 2^20 flops per step: split when torch has more than one thread
     args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, reverse)
     expected = bptt.forward(*args)
     for a, b in zip(compiled.forward(*args), expected, strict=True):
@@ -333,12 +336,12 @@ def test_threads_split_hidden_units(compiled, reverse, packed):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("H", [64, 72])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_unit_blocks_forward_and_backward(compiled, dtype, H, reverse, packed, threads):
-    """Steps split into blocks of hidden units (claimed by threads in order) give the same forward,
-    cache and gradients as the PyTorch ops, for a team of any size and a last block that is narrower."""
+def test_row_groups_forward_and_backward(compiled, dtype, H, reverse, packed, threads):
+    """Batch rows split into groups (one per thread, 32 rows into groups of 10-11 with 3 threads) give
+    the same forward, cache and gradients as the PyTorch ops, for any number of groups."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(
         9, 32, 5, H, 0, True, packed, dtype, seed=9
-    )  # 2 B 4H H >= 2^20 flops per step: split when torch has more than one thread
+    )  # 2 B 4H (I+H) >= 2^20 flops per step: split when torch has more than one thread
     args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, reverse)
     g = torch.Generator().manual_seed(10)
     d_output = torch.randn(x.shape[0], x.shape[1], H, generator=g, dtype=x.dtype)
@@ -376,8 +379,8 @@ def test_unit_blocks_forward_and_backward(compiled, dtype, H, reverse, packed, t
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
     """The forward multiplies by its weights in column panels of 64 (4H = 400: six full panels and one
-    of 16). With a projection the step is not split into unit blocks, so each step's product
-    ([x_t, h_{t-1}]: 128 x 144 by 144 x 400) is split by rows across threads instead."""
+    of 16), with a projection and the batch rows split into groups (128 rows, [x_t, h_{t-1}] of
+    144 columns)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, _ = make_case(
         9, 128, 128, 100, 16, True, False, dtype, seed=14
     )  # weights / 4: at full scale float32 rounding grows to ~3e-4 in 9 steps, in torch's ops as well
@@ -412,19 +415,19 @@ def test_backward_skips_dx_when_not_needed(compiled):
 
 
 def test_prepared_weights_follow_every_update(compiled):
-    """The kernels keep the weights prepared for the next call; any change of their values, in place
-    or through .data, must be seen (the cache compares contents, not identity or version)."""
+    """The kernels keep the weights prepared for the next call ([W U] side by side, in panels); any
+    change of either part's values, in place or through .data, must be seen (the cache compares
+    contents, not identity or version)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = make_case(
         4, 32, 3, 64, 0, True, False, torch.float32, seed=12
     )
     saved = torch.get_num_threads()
-    torch.set_num_threads(2)  # blocked weights (split steps) as well as plain ones below
     try:
-        for threads in (2, 1):
+        for threads in (2, 1):  # rows split into groups, then one group
             torch.set_num_threads(threads)
-            for update in (lambda w: w.mul_(0.9), lambda w: w.data.add_(0.01), lambda w: None):
-                update(w_ih)
-                update(w_hh)
+            updates = (lambda w: w.mul_(0.9), lambda w: w.data.add_(0.01), lambda w: None)
+            for update, weight in itertools.product(updates, (w_ih, w_hh)):
+                update(weight)  # one part at a time: the other stays the same
                 args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, None, False)
                 for a, b in zip(compiled.forward(*args), bptt.forward(*args), strict=True):
                     torch.testing.assert_close(a, b, **TOL[torch.float32])

@@ -4,11 +4,11 @@
 // Layout: time-major x (T, B, I), states (B, P) and (B, H), stacked gates i, f, g, o along 4H = G.
 // F1 is one GEMM per step, [x_t, h_{t-1}] (B, I+P) times [W U]ᵀ (the weights side by side, stored as
 // column panels: see panels); the weight gradients are one GEMM each after the loop (B1); W_hr r_t
-// (F5), dh_t W_hr (B5) and dz U (B1) run step by step as well. The hidden units are split into
-// blocks, one per thread (see UnitBlocks and run_steps): with the
-// weight rows reordered so that a block's four gates are adjacent, each thread runs per step one GEMM
-// for its block and, while that block is hot in cache, the fused gate loop (F2-F4 with F1's bias; in
-// the backward B6-B2 with db summed on the way); threads wait only for the step before.
+// (F5), dh_t W_hr (B5) and dz U (B1) run step by step as well. The batch rows are split into groups,
+// one per thread (see choose_row_groups): rows of an LSTM never mix, so a group runs all its steps,
+// forward or backward, without waiting for the others; after each step's GEMM, the fused loop over
+// its rows (F2-F4 with F1's bias; in the backward B6-B2 with db summed on the way) finds the
+// pre-activations hot in cache.
 // Large buffers are reused across calls once nothing references them (see reusable).
 // Packed batches: at step t only the first n = batch_sizes[t] rows run; the others keep their state and
 // its gradient, and their cache entries, outputs and dz rows stay zero, as in the PyTorch ops.
@@ -17,13 +17,9 @@
 #include <ATen/native/CPUBlas.h>
 #include <ATen/ops/cat.h>
 #include <dlfcn.h>
-#include <omp.h>
 
-#include <atomic>
 #include <mutex>
-#include <chrono>
 #include <cstdlib>
-#include <thread>
 #include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -227,29 +223,6 @@ at::Tensor buffer(bool packed, at::IntArrayRef shape, const at::TensorOptions& o
   return reusable(shape, opts, packed);
 }
 
-// Threads split the hidden units into blocks of `size` (a multiple of 16: whole vector registers).
-// Block b owns units k0..k0+w-1 and, in the *blocked* layout of a (.., 4H) row, the 4w columns from
-// 4 k0: gate q of unit k0 + k at column 4 k0 + q w + k. With the weights' rows in that order, one
-// GEMM per thread and step yields exactly the pre-activations its own gate loop needs, hot in cache.
-struct UnitBlocks {
-  int64_t H, size, count;
-  UnitBlocks(int64_t H_, int64_t parts)
-      : H(H_), size(parts <= 1 ? H_ : ((H_ + parts - 1) / parts + 15) / 16 * 16),
-        count(size == 0 ? 1 : (H_ + size - 1) / std::max<int64_t>(1, size)) {}
-  int64_t k0(int64_t b) const { return std::min(H, b * size); }
-  int64_t width(int64_t b) const { return std::min(H, k0(b) + size) - k0(b); }
-};
-
-// (4H, K) rows (gates i, f, g, o stacked) -> the same rows in the blocked order; (4H,) likewise.
-at::Tensor blocked_rows(const at::Tensor& w, const UnitBlocks& u) {
-  if (u.count == 1) return w;
-  const at::Tensor v = w.reshape({4, u.H, -1});  // (4, H, K)
-  std::vector<at::Tensor> parts;
-  for (int64_t b = 0; b < u.count; ++b)
-    parts.push_back(v.narrow(1, u.k0(b), u.width(b)).reshape({-1, v.size(2)}));  // (4w, K)
-  return at::cat(parts, 0).reshape(w.sizes());
-}
-
 // Width of the column panels of the forward's weights (see panels and gemm_panels).
 constexpr int64_t kPanel = 64;
 
@@ -276,12 +249,12 @@ void gemm_panels(int64_t m, int64_t G, int64_t K, const T* A, int64_t lda, const
   }
 }
 
-// The forward splits the batch rows into groups, one per thread, where a step is worth splitting
-// (2 B 4H (I+P) >= 2^20 flops) and each group keeps at least 8 rows: a group runs all its steps
-// without waiting for the others (each reads all the weights and only its own rows of the rest).
-// Splitting the hidden units instead, as the backward does, needs every thread's h_t before any
-// thread's next step: that ran 4-20 % slower (1.05-1.11x nn.LSTM against 0.89-0.95 at (100, 64,
-// 256, 256) when other jobs loaded the machine).
+// The batch rows split into groups, one per thread, where a step is worth splitting (2 B 4H K >= 2^20
+// flops, K = I+P in the forward, P in the backward) and each group keeps at least 8 rows: a group
+// runs all its steps without waiting for the others (each reads all the weights and only its own rows
+// of everything else). The kernels split the hidden units before: that needs every thread's h_t
+// before any thread's next step, and ran 4-20 % slower (at (100, 64, 256, 256) 1.05-1.11x nn.LSTM
+// against 0.89-0.95 for the row groups, in the stretches when other jobs loaded the machine).
 int64_t choose_row_groups(int64_t B, int64_t G, int64_t K) {
   const int64_t threads = at::get_num_threads();
   if (threads <= 1 || at::in_parallel_region() || 2 * B * G * K < (int64_t{1} << 20)) return 1;
@@ -333,27 +306,24 @@ void gemm_transposed_a(int64_t m, int64_t k, const T* A, int64_t lda,
   });
 }
 
-// A weight matrix w (4H, K) in the layout the kernels multiply with: rows blocked (see UnitBlocks), and
-// as column panels of its transpose (K, 4H) when `transpose`. The result is kept for the next call with the same weights:
+// The weights (4H, K_i) side by side, (4H, ΣK_i), transposed into column panels (see panels): the
+// layout the forward multiplies with. The result is kept for the next call with the same weights:
 // the layer passes the same parameters at every call, and preparing them (a copy and a transpose into
 // fresh memory) cost ~1 ms per call at H = 256. A hit needs the same memory and bitwise the same
 // contents as when prepared (compared with a saved copy), so any update, in place or through .data,
 // misses; a miss on the same memory re-prepares into the old entry's buffers once nothing holds them.
-at::Tensor prepared_weight(const std::vector<at::Tensor>& parts, const UnitBlocks& u, bool transpose) {
+at::Tensor paneled_weights(const std::vector<at::Tensor>& parts) {
   struct Entry {
     std::vector<at::Tensor> sources;  // copies of the parts when prepared
     std::vector<const void*> ptrs;
     at::Tensor result;
-    int64_t block, count;
-    bool transpose;
   };
-  if (parts.size() == 1 && u.count == 1 && !transpose) return parts[0];  // already in that layout
   static std::mutex mutex;
   static std::vector<Entry> cache;  // the most recently prepared last
   std::vector<const void*> ptrs;
   for (const at::Tensor& w : parts) ptrs.push_back(w.data_ptr());
   auto same_key = [&](const Entry& e) {
-    if (e.ptrs != ptrs || e.block != u.size || e.count != u.count || e.transpose != transpose) return false;
+    if (e.ptrs != ptrs) return false;
     for (size_t i = 0; i < parts.size(); ++i)
       if (e.sources[i].sizes() != parts[i].sizes() || e.sources[i].scalar_type() != parts[i].scalar_type())
         return false;
@@ -367,92 +337,23 @@ at::Tensor prepared_weight(const std::vector<at::Tensor>& parts, const UnitBlock
   std::lock_guard<std::mutex> lock(mutex);
   auto it = std::find_if(cache.begin(), cache.end(), same_key);
   if (it != cache.end() && same_values(*it)) return it->result;
-  at::Tensor blocked = blocked_rows(parts.size() == 1 ? parts[0] : at::cat(parts, 1), u);  // (G, ΣK)
-  if (transpose) blocked = panels(blocked);
+  const at::Tensor laid_out = panels(parts.size() == 1 ? parts[0] : at::cat(parts, 1));  // (G ΣK,)
   if (it != cache.end() && it->result.use_count() == 1) {  // same memory, new values: refill in place
     for (size_t i = 0; i < parts.size(); ++i) it->sources[i].copy_(parts[i]);
-    it->result.copy_(blocked);
+    it->result.copy_(laid_out);
     return it->result;
   }
-  at::Tensor result = blocked.contiguous();
-  if (result.data_ptr() == ptrs[0]) result = result.clone();  // never alias the caller's weights
   if (it != cache.end()) cache.erase(it);
   if (cache.size() >= 16) cache.erase(cache.begin());
   std::vector<at::Tensor> sources;
   for (const at::Tensor& w : parts) sources.push_back(w.clone());
-  cache.push_back({sources, ptrs, result, u.size, u.count, transpose});
-  return result;
+  cache.push_back({sources, ptrs, laid_out});
+  return laid_out;
 }
 
-// The unit blocks of a layer direction: one per thread where a step is worth splitting (its GEMM then
-// has all the columns a thread can take), one block otherwise; the forward and the backward choose
-// alike. LSTMBYHAND_BLOCKS_PER_THREAD (default 1) is for measurements.
-UnitBlocks choose_units(int64_t B, int64_t H, int64_t P, bool proj) {
-  static const int64_t per_thread = [] {
-    const char* v = std::getenv("LSTMBYHAND_BLOCKS_PER_THREAD");
-    return v != nullptr ? std::max<int64_t>(1, std::atoll(v)) : int64_t{1};
-  }();
-  const int64_t threads = at::get_num_threads();
-  const bool split = !proj && threads > 1 && H >= 32 && 2 * B * 4 * H * P >= (int64_t{1} << 20) &&
-                     !at::in_parallel_region();
-  return UnitBlocks(H, split ? per_thread * threads : 1);
-}
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#endif
-}
-
-// Runs work(s, u) for steps s = 0..steps-1 and unit blocks u = 0..count-1 on a team of threads;
-// block (s, u) runs once every block of step s - 1 is done (F1 of a step reads all of h_{t-1}).
-// Thread `me` owns blocks u = me, me + team, ..., so its weight columns stay in its cache. A thread
-// that the OS deschedules (the machine is shared) would stall every step of a plain barrier: here a
-// thread that has waited longer than its own blocks took claims the late blocks itself (each block
-// is claimed once per step, by compare-and-swap), so the loop keeps going on the cores it gets.
-template <typename F>
-void run_steps(int64_t steps, int64_t count, const F& work) {
-  const int64_t team = std::min<int64_t>(count, at::get_num_threads());
-  if (count <= 1 || team <= 1) {
-    for (int64_t s = 0; s < steps; ++s)
-      for (int64_t u = 0; u < count; ++u) work(s, u);
-    return;
-  }
-  std::vector<std::atomic<int64_t>> claimed(count);  // per block: the next step to claim
-  for (auto& c : claimed) c.store(0, std::memory_order_relaxed);
-  std::atomic<int64_t> done{0};  // blocks done, over all steps
-  using clock = std::chrono::steady_clock;
-#pragma omp parallel num_threads(team)
-  {
-    const int64_t me = omp_get_thread_num(), size = omp_get_num_threads();
-    auto try_run = [&](int64_t s, int64_t u) {
-      int64_t expected = s;
-      if (!claimed[u].compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) return;
-      work(s, u);
-      done.fetch_add(1, std::memory_order_release);
-    };
-    clock::duration own{0};
-    for (int64_t s = 0; s < steps; ++s) {
-      for (int spins = 0; done.load(std::memory_order_acquire) < s * count; ++spins)
-        if (spins > 1000) std::this_thread::yield(); else cpu_relax();
-      s = std::max(s, done.load(std::memory_order_acquire) / count);  // steps others finished
-      if (s >= steps) break;
-      const auto start = clock::now();
-      for (int64_t u = me; u < count; u += size) try_run(s, u);
-      const auto mine_done = clock::now();
-      own = std::max<clock::duration>(mine_done - start, std::chrono::microseconds(5));
-      for (int spins = 0; done.load(std::memory_order_acquire) < (s + 1) * count; ++spins) {
-        if ((spins & 63) == 63 && clock::now() - mine_done > own)  // a teammate is late: help
-          for (int64_t u = 0; u < count; ++u) try_run(s, u);
-        if (spins > 1000) std::this_thread::yield(); else cpu_relax();
-      }
-    }
-  }
-}
-
-// F2-F4 for w hidden units of one row. z, b: the row's 4w pre-activation columns of the blocked
-// layout (i | f | g | o, w each) and its bias; c: c_{t-1} in, c_t out; h and y get r_t. With the
-// cache: a gets the activated gates (gate q at a[q H + k]), cp c_{t-1}, tc tanh(c_t).
+// F2-F4 for one row. z, b: the row's 4H pre-activations (i | f | g | o, H each) and the bias; c:
+// c_{t-1} in, c_t out; h and y get r_t. With the cache: a gets the activated gates (same layout),
+// cp c_{t-1}, tc tanh(c_t).
 #if defined(__AVX512F__)
 // exp_approx and 1 / d on 16 floats: the same polynomial; the reciprocal as rcp14 and one Newton step
 // (relative error ~1e-8), which costs a fraction of a division.
@@ -486,19 +387,19 @@ inline __m512 tanh16(__m512 x) {  // 2 σ(2x) - 1
 #endif
 
 template <typename T, bool kCache>
-inline void cell_forward(int64_t w, int64_t H, const T* __restrict__ z, const T* __restrict__ b,
+inline void cell_forward(int64_t H, const T* __restrict__ z, const T* __restrict__ b,
                          T* __restrict__ c, T* __restrict__ h, T* __restrict__ y,
                          T* __restrict__ a, T* __restrict__ cp, T* __restrict__ tc) {
   int64_t k = 0;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
-    for (; k + 16 <= w; k += 16) {  // the loop below, 16 units at a time
+    for (; k + 16 <= H; k += 16) {  // the loop below, 16 units at a time
       const __m512 i = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + k), _mm512_loadu_ps(b + k)));
-      const __m512 f = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + w + k), _mm512_loadu_ps(b + w + k)));
+      const __m512 f = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + H + k), _mm512_loadu_ps(b + H + k)));
       const __m512 g =
-          tanh16(_mm512_add_ps(_mm512_loadu_ps(z + 2 * w + k), _mm512_loadu_ps(b + 2 * w + k)));
+          tanh16(_mm512_add_ps(_mm512_loadu_ps(z + 2 * H + k), _mm512_loadu_ps(b + 2 * H + k)));
       const __m512 o =
-          sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + 3 * w + k), _mm512_loadu_ps(b + 3 * w + k)));
+          sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + 3 * H + k), _mm512_loadu_ps(b + 3 * H + k)));
       const __m512 c_prev = _mm512_loadu_ps(c + k);
       const __m512 c_t = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
       const __m512 tanh_c = tanh16(c_t);
@@ -518,11 +419,11 @@ inline void cell_forward(int64_t w, int64_t H, const T* __restrict__ z, const T*
   }
 #endif
 #pragma GCC ivdep
-  for (; k < w; ++k) {
+  for (; k < H; ++k) {
     const T i = sigmoid(z[k] + b[k]);  // F2 (F1's bias added here)
-    const T f = sigmoid(z[w + k] + b[w + k]);  // F2
-    const T g = tanh_act(z[2 * w + k] + b[2 * w + k]);  // F2
-    const T o = sigmoid(z[3 * w + k] + b[3 * w + k]);  // F2
+    const T f = sigmoid(z[H + k] + b[H + k]);  // F2
+    const T g = tanh_act(z[2 * H + k] + b[2 * H + k]);  // F2
+    const T o = sigmoid(z[3 * H + k] + b[3 * H + k]);  // F2
     const T c_prev = c[k];
     const T c_t = f * c_prev + i * g;  // F3
     const T tanh_c = tanh_act(c_t);
@@ -559,17 +460,15 @@ inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restric
   }
 }
 
-// B6-B2 for w hidden units of one row, without projection: dr = dh + dL/dy_t; dz into the standard
-// layout (gate q at dz[q H + k]), into the blocked one (dzb[q w + k]) for the step's product, and
-// summed into db (standard layout); dc goes from dc_{t+1} to dc_t ⊙ f.
+// B6-B2 for one row, without projection: dr = dh + dL/dy_t; dz (gate q at
+// dz[q H + k]) and summed into db; dc goes from dc_{t+1} to dc_t ⊙ f.
 template <typename T>
-inline void cell_backward_units(int64_t w, int64_t H, const T* __restrict__ a,
+inline void cell_backward_row(int64_t H, const T* __restrict__ a,
                                 const T* __restrict__ c_prev, const T* __restrict__ tc,
                                 const T* __restrict__ dh, const T* __restrict__ dy,
-                                T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ dzb,
-                                T* __restrict__ db) {
+                                T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ db) {
 #pragma GCC ivdep
-  for (int64_t k = 0; k < w; ++k) {
+  for (int64_t k = 0; k < H; ++k) {
     const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
     const T dr = dh[k] + dy[k];  // B6, B5
     const T d_o = dr * tc[k];  // B4
@@ -583,10 +482,6 @@ inline void cell_backward_units(int64_t w, int64_t H, const T* __restrict__ a,
     dz[H + k] = dz_f;
     dz[2 * H + k] = dz_g;
     dz[3 * H + k] = dz_o;
-    dzb[k] = dz_i;
-    dzb[w + k] = dz_f;
-    dzb[2 * w + k] = dz_g;
-    dzb[3 * w + k] = dz_o;
     db[k] += dz_i;  // B1: db = Σ_t Σ_batch dz
     db[H + k] += dz_f;
     db[2 * H + k] += dz_g;
@@ -616,7 +511,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   // F1 is one product per step, [x_t, h_{t-1}] (B, I+P) times [W U]ᵀ (I+P, G): the weights side by
   // side, transposed once into column panels.
   const int64_t K = I + P;
-  const at::Tensor wu_t = prepared_weight({w_ih, w_hh}, UnitBlocks(H, 1), true);  // (K, G) paneled
+  const at::Tensor wu_t = paneled_weights({w_ih, w_hh});  // (K, G) paneled
   const at::Tensor bias = bias_in.has_value() ? checked(*bias_in, x, "bias") : at::zeros({G}, opts);  // (G,)
   const at::Tensor w_hr_t = proj ? w_hr.t().contiguous() : at::Tensor();  // (H, P)
 
@@ -673,7 +568,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
       const int64_t row = t * B + j;
       T* y = proj ? y_junk.data_ptr<T>() : out + row * P;
       T* hr = proj ? rs + j * H : xh_write + j * K + I;
-      cell_forward<T, kCache>(H, H, zs + j * G, bs, cs + j * H, hr, y,
+      cell_forward<T, kCache>(H, zs + j * G, bs, cs + j * H, hr, y,
                               kCache ? gs + row * G : nullptr, kCache ? cp + row * H : nullptr,
                               kCache ? tcs + row * H : nullptr);  // F2-F4 (F1's bias added there)
     }
@@ -698,74 +593,54 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
 }
 
-// B6-B1 without projection, the hidden units split into blocks as in the forward. Each step, block u
-// computes dz of its units and the partial product dz[:, its gate columns] U[its gate rows, :]; at the
-// next step it first sums the partials of all blocks into its columns of dh. The partials alternate
-// between two buffers, so a block waits only for the blocks of the step before (see run_steps).
+// B6-B1 without projection, the batch rows split into groups as in the forward: a group runs all
+// its steps back to front without waiting for the others (B1's dh = dz U needs only its own rows of
+// dz), summing its own share of db on the way; the weight gradients are one GEMM each after the loop.
 template <typename T>
-std::vector<at::Tensor> backward_blocked(const at::Tensor& d_output, const at::Tensor& d_hn,
-                                         const at::Tensor& d_cn, const at::Tensor& x,
-                                         const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                         const std::vector<int64_t>& rows, bool packed, bool reverse,
-                                         const at::Tensor& gates, const at::Tensor& h_prev,
-                                         const at::Tensor& c_prev, const at::Tensor& tanh_c,
-                                         bool need_dx) {
+std::vector<at::Tensor> backward_rows(const at::Tensor& d_output, const at::Tensor& d_hn,
+                                      const at::Tensor& d_cn, const at::Tensor& x,
+                                      const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                      const std::vector<int64_t>& rows, bool packed, bool reverse,
+                                      const at::Tensor& gates, const at::Tensor& h_prev,
+                                      const at::Tensor& c_prev, const at::Tensor& tanh_c,
+                                      bool need_dx) {
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
   const auto opts = x.options();
-  const UnitBlocks units = choose_units(B, H, P, false);
-  const at::Tensor u_b = prepared_weight({w_hh}, units, false);  // (G, P) U, rows blocked
+  const int64_t groups = choose_row_groups(B, G, P);
 
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
   at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
-  at::Tensor d_bias = at::zeros({G}, opts);  // (G,)
-  at::Tensor dz_b = reusable({B, G}, opts);  // (B, G) this step's dz, blocked columns
-  at::Tensor partial = reusable({2, units.count, B, P}, opts);  // per parity and block: (B, P)
+  at::Tensor db_parts = at::zeros({groups, G}, opts);  // (groups, G) each group's Σ dz
 
   T* dzs = dz.data_ptr<T>();
   T* dhs = dh.data_ptr<T>();
   T* dcs = dc.data_ptr<T>();
-  T* db = d_bias.data_ptr<T>();
-  T* dzb = dz_b.data_ptr<T>();
-  T* parts = partial.data_ptr<T>();
+  T* dbs = db_parts.data_ptr<T>();
   const T* dout = d_output.data_ptr<T>();
   const T* gs = gates.data_ptr<T>();
   const T* cps = c_prev.data_ptr<T>();
   const T* tcs = tanh_c.data_ptr<T>();
-  const T* ub = u_b.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
 
-  // dh[:n_last, columns k0..k0+w-1] = Σ over blocks of the partials that step s wrote.
-  auto gather = [&](int64_t s, int64_t k0, int64_t w) {
-    const int64_t n_last = rows[step_at(T_ - 1 - s, T_, reverse)], parity = s % 2;
-    for (int64_t j = 0; j < n_last; ++j) {
-      T* dst = dhs + j * P + k0;
-      const T* first = parts + (parity * units.count * B + j) * P + k0;
-      for (int64_t k = 0; k < w; ++k) dst[k] = first[k];
-      for (int64_t v = 1; v < units.count; ++v) {
-        const T* src = parts + ((parity * units.count + v) * B + j) * P + k0;
-        for (int64_t k = 0; k < w; ++k) dst[k] += src[k];
-      }
-    }
-  };
-  // Block u of the s-th step visited (time T-1-s forwards; reversed directions the other way).
-  auto step = [&](int64_t s, int64_t u) {
-    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = rows[t];
-    const int64_t k0 = units.k0(u), w = units.width(u), col = 4 * k0;
-    if (s > 0) gather(s - 1, k0, w);  // dh from the step after t
-    for (int64_t j = 0; j < n; ++j) {
+  // The s-th step visited (time T-1-s forwards; reversed directions the other way), rows j0..j1-1.
+  auto step = [&](int64_t s, int64_t j0, int64_t j1, T* db) {
+    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
+    for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
-      cell_backward_units(w, H, gs + row * G + k0, cps + row * H + k0, tcs + row * H + k0,
-                          dhs + j * P + k0, dout + row * P + k0, dcs + j * H + k0, dzs + row * G + k0,
-                          dzb + j * G + col, db + k0);  // B6-B2
+      cell_backward_row(H, gs + row * G, cps + row * H, tcs + row * H, dhs + j * P, dout + row * P,
+                          dcs + j * H, dzs + row * G, db);  // B6-B2
     }
-    gemm<T>(false, false, n, P, 4 * w, T(1), dzb + col, G, ub + col * P, P, T(0),
-            parts + ((s % 2) * units.count + u) * B * P, P);  // (n, P) B1: dh = dz U, own part
+    gemm<T>(false, false, n - j0, P, G, T(1), dzs + (t * B + j0) * G, G, whh, P, T(0), dhs + j0 * P,
+            P);  // (n - j0, P) B1: dh = dz U; rows that wait keep dh and dc
   };
   if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  run_steps(T_, units.count, step);
-  if (T_ > 0)
-    for (int64_t u = 0; u < units.count; ++u) gather(T_ - 1, units.k0(u), units.width(u));
+  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t s = 0; s < T_; ++s) step(s, B * g / groups, B * (g + 1) / groups, dbs + g * G);
+  });
+  const at::Tensor d_bias = db_parts.sum(0);  // (G,) db = Σ_t Σ_batch dz
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
@@ -807,8 +682,8 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const auto opts = x.options();
   if (!proj)
-    return backward_blocked<T>(d_output, d_hn, d_cn, x, w_ih, w_hh, rows, packed, reverse, gates,
-                               h_prev, c_prev, tanh_c, need_dx);
+    return backward_rows<T>(d_output, d_hn, d_cn, x, w_ih, w_hh, rows, packed, reverse, gates,
+                            h_prev, c_prev, tanh_c, need_dx);
 
   // With a projection: one thread steps, each product possibly split across threads.
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
