@@ -398,6 +398,38 @@ def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
         torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_small_batch_splits_the_panels(compiled, dtype):
+    """A batch too small for row groups (B = 4) with a large step (4 x 1024 by 1024 x 2048) splits
+    each step's product by column panels across threads instead; forward and backward equal the ops."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, _ = make_case(
+        3, 4, 512, 512, 0, True, False, dtype, seed=15
+    )
+    args = (x, h0, c0, w_ih / 8, w_hh / 8, b_ih + b_hh, None, None, False)
+    g = torch.Generator().manual_seed(16)
+    grads_in = (torch.randn(3, 4, 512, generator=g, dtype=dtype), torch.zeros(4, 512, dtype=dtype))
+    grads_in = (*grads_in, torch.zeros(4, 512, dtype=dtype))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = compiled.forward(*args)
+        ours_inference = compiled.forward_inference(*args)
+        ours_grads = compiled.backward(
+            *grads_in, x, w_ih / 8, w_hh / 8, None, None, False, *ours[3:]
+        )
+    finally:
+        torch.set_num_threads(saved)
+    expected = bptt.forward(*args)
+    for a, b in zip((*ours, *ours_inference), (*expected, *expected[:3]), strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    expected_grads = bptt.backward(
+        *grads_in, x, w_ih / 8, w_hh / 8, None, None, False, *expected[3:]
+    )
+    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
+    for a, b in zip(ours_grads[:6], expected_grads[:6], strict=True):
+        torch.testing.assert_close(a, b, **grad_tol)
+
+
 def test_backward_skips_dx_when_not_needed(compiled):
     """need_dx=False (x needs no gradient) returns None for dx and the same other gradients."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, batch_sizes = make_case(

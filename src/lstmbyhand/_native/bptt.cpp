@@ -239,18 +239,33 @@ at::Tensor panels(const at::Tensor& rows) {
   return at::cat(parts, 0);  // (G K,)
 }
 
+// Runs fn(c0, c1) over the column chunks [c0, c1) of width kPanel of a product's n columns: across
+// threads where the product (2 m n k flops) is worth splitting and no threads run it already (a batch
+// too small for row groups, e.g. B = 6 at H = 256), else in order on this thread.
+template <typename F>
+void over_column_chunks(int64_t m, int64_t n, int64_t k, const F& fn) {
+  const int64_t count = (n + kPanel - 1) / kPanel;
+  auto run = [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) fn(p * kPanel, std::min(n, (p + 1) * kPanel));
+  };
+  if (at::get_num_threads() > 1 && count > 1 && 2 * m * n * k >= (int64_t{1} << 20) &&
+      !at::in_parallel_region())
+    at::parallel_for(0, count, 1, run);
+  else
+    run(0, count);
+}
+
 // C (m, G) = A (m, K) @ the paneled (K, G) matrix, one GEMM per panel.
 template <typename T>
 void gemm_panels(int64_t m, int64_t G, int64_t K, const T* A, int64_t lda, const T* panel_data, T* C,
                  int64_t ldc) {
-  for (int64_t c0 = 0; c0 < G; c0 += kPanel) {
-    const int64_t width = std::min(kPanel, G - c0);
-    gemm<T>(false, false, m, width, K, T(1), A, lda, panel_data + c0 * K, width, T(0), C + c0, ldc);
-  }
+  over_column_chunks(m, G, K, [&](int64_t c0, int64_t c1) {
+    gemm<T>(false, false, m, c1 - c0, K, T(1), A, lda, panel_data + c0 * K, c1 - c0, T(0), C + c0, ldc);
+  });
 }
 
 // The batch rows split into groups, one per thread, where a step is worth splitting (2 B 4H K >= 2^20
-// flops, K = I+P in the forward, P in the backward) and each group keeps at least 8 rows: a group
+// flops, K = I+P in the forward, P in the backward) and each group keeps at least 4 rows: a group
 // runs all its steps without waiting for the others (each reads all the weights and only its own rows
 // of everything else). The kernels split the hidden units before: that needs every thread's h_t
 // before any thread's next step, and ran 4-20 % slower (at (100, 64, 256, 256) 1.05-1.11x nn.LSTM
@@ -258,7 +273,7 @@ void gemm_panels(int64_t m, int64_t G, int64_t K, const T* A, int64_t lda, const
 int64_t choose_row_groups(int64_t B, int64_t G, int64_t K) {
   const int64_t threads = at::get_num_threads();
   if (threads <= 1 || at::in_parallel_region() || 2 * B * G * K < (int64_t{1} << 20)) return 1;
-  return std::max<int64_t>(1, std::min(threads, B / 8));
+  return std::max<int64_t>(1, std::min(threads, B / 4));
 }
 
 // One product C (m, n) = Aᵀ B of gemm_transposed_a: B (k, n) and C (m, n) row-major, no padding.
@@ -632,8 +647,10 @@ std::vector<at::Tensor> backward_rows(const at::Tensor& d_output, const at::Tens
       cell_backward_row(H, gs + row * G, cps + row * H, tcs + row * H, dhs + j * P, dout + row * P,
                           dcs + j * H, dzs + row * G, db);  // B6-B2
     }
-    gemm<T>(false, false, n - j0, P, G, T(1), dzs + (t * B + j0) * G, G, whh, P, T(0), dhs + j0 * P,
-            P);  // (n - j0, P) B1: dh = dz U; rows that wait keep dh and dc
+    over_column_chunks(n - j0, P, G, [&](int64_t c0, int64_t c1) {
+      gemm<T>(false, false, n - j0, c1 - c0, G, T(1), dzs + (t * B + j0) * G, G, whh + c0, P, T(0),
+              dhs + j0 * P + c0, P);
+    });  // (n - j0, P) B1: dh = dz U; rows that wait keep dh and dc
   };
   if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
   at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
