@@ -40,6 +40,24 @@ def lengths_to_batch_sizes(lengths: list[int]) -> torch.Tensor:
     return torch.tensor([sum(n > t for n in lengths) for t in range(lengths[0])], dtype=torch.int64)
 
 
+def with_threads(threads: int, fn):
+    """fn() with torch's thread count set to `threads`, restored after."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(saved)
+
+
+def assert_forwards_match(ours, ours_inference, expected, dtype) -> None:
+    """forward (with its cache) and forward_inference against bptt.forward's outputs."""
+    for a, b in zip(ours, expected, strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    for a, b in zip(ours_inference, expected[:3], strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
 def make_case(T, B, I, H, P, bias, packed, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
 
@@ -349,21 +367,17 @@ def test_row_groups_forward_and_backward(compiled, dtype, H, reverse, packed, th
         torch.randn(h0.shape, generator=g, dtype=x.dtype),
         torch.randn(c0.shape, generator=g, dtype=x.dtype),
     )
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+
+    def run():
         ours = compiled.forward(*args)
-        ours_inference = compiled.forward_inference(*args)
         grads = compiled.backward(
             d_output, d_hn, d_cn, x, w_ih, w_hh, None, batch_sizes, reverse, *ours[3:]
         )
-    finally:
-        torch.set_num_threads(saved)
+        return ours, compiled.forward_inference(*args), grads
+
+    ours, ours_inference, grads = with_threads(threads, run)
     expected = bptt.forward(*args)
-    for a, b in zip(ours, expected, strict=True):
-        torch.testing.assert_close(a, b, **TOL[dtype])
-    for a, b in zip(ours_inference, expected[:3], strict=True):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+    assert_forwards_match(ours, ours_inference, expected, dtype)
     expected_grads = bptt.backward(
         d_output, d_hn, d_cn, x, w_ih, w_hh, None, batch_sizes, reverse, *expected[3:]
     )
@@ -385,17 +399,10 @@ def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
         9, 128, 128, 100, 16, True, False, dtype, seed=14
     )  # weights / 4: at full scale float32 rounding grows to ~3e-4 in 9 steps, in torch's ops as well
     args = (x, h0, c0, w_ih / 4, w_hh / 4, b_ih + b_hh, w_hr / 4, None, False)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        ours, ours_inference = compiled.forward(*args), compiled.forward_inference(*args)
-    finally:
-        torch.set_num_threads(saved)
-    expected = bptt.forward(*args)
-    for a, b in zip(ours, expected, strict=True):
-        torch.testing.assert_close(a, b, **TOL[dtype])
-    for a, b in zip(ours_inference, expected[:3], strict=True):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+    ours, ours_inference = with_threads(
+        threads, lambda: (compiled.forward(*args), compiled.forward_inference(*args))
+    )
+    assert_forwards_match(ours, ours_inference, bptt.forward(*args), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -409,19 +416,19 @@ def test_small_batch_splits_the_panels(compiled, dtype):
     g = torch.Generator().manual_seed(16)
     grads_in = (torch.randn(3, 4, 512, generator=g, dtype=dtype), torch.zeros(4, 512, dtype=dtype))
     grads_in = (*grads_in, torch.zeros(4, 512, dtype=dtype))
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    weights = (x, w_ih / 8, w_hh / 8, None, None, False)
+
+    def run():
         ours = compiled.forward(*args)
-        ours_inference = compiled.forward_inference(*args)
-        ours_grads = compiled.backward(
-            *grads_in, x, w_ih / 8, w_hh / 8, None, None, False, *ours[3:]
+        return (
+            ours,
+            compiled.forward_inference(*args),
+            compiled.backward(*grads_in, *weights, *ours[3:]),
         )
-    finally:
-        torch.set_num_threads(saved)
+
+    ours, ours_inference, ours_grads = with_threads(2, run)
     expected = bptt.forward(*args)
-    for a, b in zip((*ours, *ours_inference), (*expected, *expected[:3]), strict=True):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+    assert_forwards_match(ours, ours_inference, expected, dtype)
     expected_grads = bptt.backward(
         *grads_in, x, w_ih / 8, w_hh / 8, None, None, False, *expected[3:]
     )
