@@ -391,18 +391,36 @@ def test_row_groups_forward_and_backward(compiled, dtype, H, reverse, packed, th
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_paneled_weights_with_a_narrow_last_panel(compiled, dtype, threads):
+def test_paneled_weights_and_projection_in_row_groups(compiled, dtype, threads):
     """The forward multiplies by its weights in column panels of 64 (4H = 400: six full panels and one
-    of 16), with a projection and the batch rows split into groups (128 rows, [x_t, h_{t-1}] of
-    144 columns)."""
+    of 16); with a projection, forward and backward split the batch rows into groups (128 rows,
+    [x_t, h_{t-1}] of 144 columns) and match the PyTorch ops, W_hr's gradient included."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, _ = make_case(
         9, 128, 128, 100, 16, True, False, dtype, seed=14
     )  # weights / 4: at full scale float32 rounding grows to ~3e-4 in 9 steps, in torch's ops as well
     args = (x, h0, c0, w_ih / 4, w_hh / 4, b_ih + b_hh, w_hr / 4, None, False)
-    ours, ours_inference = with_threads(
-        threads, lambda: (compiled.forward(*args), compiled.forward_inference(*args))
+    g = torch.Generator().manual_seed(17)
+    grads_in = tuple(
+        torch.randn(*shape, generator=g, dtype=dtype)
+        for shape in ((9, 128, 16), (128, 16), (128, 100))
     )
-    assert_forwards_match(ours, ours_inference, bptt.forward(*args), dtype)
+    weights = (x, w_ih / 4, w_hh / 4, w_hr / 4, None, False)
+
+    def run():
+        ours = compiled.forward(*args)
+        return (
+            ours,
+            compiled.forward_inference(*args),
+            compiled.backward(*grads_in, *weights, *ours[3:]),
+        )
+
+    ours, ours_inference, ours_grads = with_threads(threads, run)
+    expected = bptt.forward(*args)
+    assert_forwards_match(ours, ours_inference, expected, dtype)
+    expected_grads = bptt.backward(*grads_in, *weights, *expected[3:])
+    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
+    for a, b in zip(ours_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, **grad_tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -429,9 +447,7 @@ def test_small_batch_splits_the_panels(compiled, dtype):
     ours, ours_inference, ours_grads = with_threads(2, run)
     expected = bptt.forward(*args)
     assert_forwards_match(ours, ours_inference, expected, dtype)
-    expected_grads = bptt.backward(
-        *grads_in, x, w_ih / 8, w_hh / 8, None, None, False, *expected[3:]
-    )
+    expected_grads = bptt.backward(*grads_in, *weights, *expected[3:])
     grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
     for a, b in zip(ours_grads[:6], expected_grads[:6], strict=True):
         torch.testing.assert_close(a, b, **grad_tol)

@@ -457,37 +457,18 @@ inline void cell_forward(int64_t H, const T* __restrict__ z, const T* __restrict
   }
 }
 
-// B4-B2 for one row: from the activated gates a (4H), c_{t-1}, tanh(c_t) and dr (H), the
-// pre-activation gradients dz (4H); dc (H) goes from dc_{t+1} to dc_t ⊙ f.
+// B4-B2 for one row, and B1's db: from the activated gates a (4H), c_{t-1}, tanh(c_t) and dr (H),
+// the pre-activation gradients dz (gate q at dz[q H + k]), summed into db; dc goes from dc_{t+1} to
+// dc_t ⊙ f.
 template <typename T>
 inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restrict__ c_prev,
                           const T* __restrict__ tc, const T* __restrict__ dr, T* __restrict__ dc,
-                          T* __restrict__ dz) {
+                          T* __restrict__ dz, T* __restrict__ db) {
+#pragma GCC ivdep
   for (int64_t k = 0; k < H; ++k) {
     const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
     const T d_o = dr[k] * tc[k];  // B4
     const T dc_t = dc[k] + dr[k] * o * (T(1) - tc[k] * tc[k]);  // B4
-    dz[k] = dc_t * g * i * (T(1) - i);  // B3, B2: input gate
-    dz[H + k] = dc_t * c_prev[k] * f * (T(1) - f);  // B3, B2: forget gate
-    dz[2 * H + k] = dc_t * i * (T(1) - g * g);  // B3, B2: candidate
-    dz[3 * H + k] = d_o * o * (T(1) - o);  // B2: output gate
-    dc[k] = dc_t * f;  // B3
-  }
-}
-
-// B6-B2 for one row, without projection: dr = dh + dL/dy_t; dz (gate q at
-// dz[q H + k]) and summed into db; dc goes from dc_{t+1} to dc_t ⊙ f.
-template <typename T>
-inline void cell_backward_row(int64_t H, const T* __restrict__ a,
-                                const T* __restrict__ c_prev, const T* __restrict__ tc,
-                                const T* __restrict__ dh, const T* __restrict__ dy,
-                                T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ db) {
-#pragma GCC ivdep
-  for (int64_t k = 0; k < H; ++k) {
-    const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
-    const T dr = dh[k] + dy[k];  // B6, B5
-    const T d_o = dr * tc[k];  // B4
-    const T dc_t = dc[k] + dr * o * (T(1) - tc[k] * tc[k]);  // B4
     const T dz_i = dc_t * g * i * (T(1) - i);  // B3, B2: input gate
     const T dz_f = dc_t * c_prev[k] * f * (T(1) - f);  // B3, B2: forget gate
     const T dz_g = dc_t * i * (T(1) - g * g);  // B3, B2: candidate
@@ -608,72 +589,9 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
 }
 
-// B6-B1 without projection, the batch rows split into groups as in the forward: a group runs all
-// its steps back to front without waiting for the others (B1's dh = dz U needs only its own rows of
-// dz), summing its own share of db on the way; the weight gradients are one GEMM each after the loop.
-template <typename T>
-std::vector<at::Tensor> backward_rows(const at::Tensor& d_output, const at::Tensor& d_hn,
-                                      const at::Tensor& d_cn, const at::Tensor& x,
-                                      const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                      const std::vector<int64_t>& rows, bool packed, bool reverse,
-                                      const at::Tensor& gates, const at::Tensor& h_prev,
-                                      const at::Tensor& c_prev, const at::Tensor& tanh_c,
-                                      bool need_dx) {
-  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t H = tanh_c.size(2), P = d_output.size(2), G = 4 * H;
-  const auto opts = x.options();
-  const int64_t groups = choose_row_groups(B, G, P);
-
-  at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
-  at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
-  at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
-  at::Tensor db_parts = at::zeros({groups, G}, opts);  // (groups, G) each group's Σ dz
-
-  T* dzs = dz.data_ptr<T>();
-  T* dhs = dh.data_ptr<T>();
-  T* dcs = dc.data_ptr<T>();
-  T* dbs = db_parts.data_ptr<T>();
-  const T* dout = d_output.data_ptr<T>();
-  const T* gs = gates.data_ptr<T>();
-  const T* cps = c_prev.data_ptr<T>();
-  const T* tcs = tanh_c.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
-
-  // The s-th step visited (time T-1-s forwards; reversed directions the other way), rows j0..j1-1.
-  auto step = [&](int64_t s, int64_t j0, int64_t j1, T* db) {
-    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
-    for (int64_t j = j0; j < n; ++j) {
-      const int64_t row = t * B + j;
-      cell_backward_row(H, gs + row * G, cps + row * H, tcs + row * H, dhs + j * P, dout + row * P,
-                          dcs + j * H, dzs + row * G, db);  // B6-B2
-    }
-    over_column_chunks(n - j0, P, G, [&](int64_t c0, int64_t c1) {
-      gemm<T>(false, false, n - j0, c1 - c0, G, T(1), dzs + (t * B + j0) * G, G, whh + c0, P, T(0),
-              dhs + j0 * P + c0, P);
-    });  // (n - j0, P) B1: dh = dz U; rows that wait keep dh and dc
-  };
-  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g)
-      for (int64_t s = 0; s < T_; ++s) step(s, B * g / groups, B * (g + 1) / groups, dbs + g * G);
-  });
-  const at::Tensor d_bias = db_parts.sum(0);  // (G,) db = Σ_t Σ_batch dz
-
-  // B1 over all steps at once.
-  const int64_t TB = T_ * B;
-  at::Tensor dx;  // undefined (None) when x needs no gradient
-  if (need_dx) {
-    dx = reusable({T_, B, I}, opts);
-    gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
-  }
-  at::Tensor d_w_ih = at::empty({G, I}, opts);
-  at::Tensor d_w_hh = at::empty({G, P}, opts);
-  gemm_transposed_a<T>(G, TB, dzs, G,
-                       {{I, x.data_ptr<T>(), d_w_ih.data_ptr<T>()},  // dW = Σ dzᵀ x
-                        {P, h_prev.data_ptr<T>(), d_w_hh.data_ptr<T>()}});  // dU = Σ dzᵀ h_{t-1}
-  return {dx, dh, dc, d_w_ih, d_w_hh, d_bias};
-}
-
+// B6-B1, the batch rows split into groups as in the forward: a group runs all its steps back to front
+// without waiting for the others (B1's dh = dz U needs only its own rows of dz), summing its own share
+// of db on the way; the weight gradients are one GEMM each after the loop.
 template <typename T>
 std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::Tensor& d_hn,
                                       const at::Tensor& d_cn, const at::Tensor& x_in,
@@ -698,21 +616,21 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
   const bool packed = batch_sizes.has_value();
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const auto opts = x.options();
-  if (!proj)
-    return backward_rows<T>(d_output, d_hn, d_cn, x, w_ih, w_hh, rows, packed, reverse, gates,
-                            h_prev, c_prev, tanh_c, need_dx);
+  const int64_t groups = choose_row_groups(B, G, P);
 
-  // With a projection: one thread steps, each product possibly split across threads.
   at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G) pre-activation gradients
   at::Tensor dh = checked(d_hn, x, "d_hn").clone();  // (B, P) gradient into h from later steps
   at::Tensor dc = checked(d_cn, x, "d_cn").clone();  // (B, H)
+  at::Tensor db_parts = at::zeros({groups, G}, opts);  // (groups, G) each group's Σ dz
   at::Tensor d_h_all = proj ? buffer(packed, {T_, B, P}, opts) : at::Tensor();  // (T, B, P) dh_t
-  at::Tensor dh_buf = at::empty({B, P}, opts);  // (B, P) dh_t of this step
-  at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H)
+  at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H) dr_t
 
   T* dzs = dz.data_ptr<T>();
   T* dhs = dh.data_ptr<T>();
   T* dcs = dc.data_ptr<T>();
+  T* dbs = db_parts.data_ptr<T>();
+  T* dhall = proj ? d_h_all.data_ptr<T>() : nullptr;
+  T* drs = proj ? dr_buf.data_ptr<T>() : nullptr;
   const T* dout = d_output.data_ptr<T>();
   const T* gs = gates.data_ptr<T>();
   const T* cps = c_prev.data_ptr<T>();
@@ -720,51 +638,56 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
   const T* whh = w_hh.data_ptr<T>();
   const T* whr = proj ? w_hr.data_ptr<T>() : nullptr;
 
-  for (int64_t s = T_ - 1; s >= 0; --s) {
-    const int64_t t = step_at(s, T_, reverse), n = rows[t];
-    T* dh_t = proj ? d_h_all.data_ptr<T>() + t * B * P : dh_buf.data_ptr<T>();  // (n, P)
-    const T* dout_t = dout + t * B * P;
-    for (int64_t e = 0; e < n * P; ++e) dh_t[e] = dhs[e] + dout_t[e];  // B6
-    const T* dr = dh_t;  // B5 without projection
-    if (proj) {
-      gemm<T>(false, false, n, H, P, T(1), dh_t, P, whr, H, T(0), dr_buf.data_ptr<T>(), H);  // (n, H) B5: dr = dh_t W_hr
-      dr = dr_buf.data_ptr<T>();
+  // The s-th step visited (time T-1-s forwards; reversed directions the other way), rows j0..j1-1;
+  // rows that do not run at t (j >= n) keep dh and dc.
+  auto step = [&](int64_t s, int64_t j0, int64_t j1, T* db) {
+    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
+    const T* dr = dhs;  // without projection dr_t = dh_t, kept in dh's rows (B5)
+    for (int64_t j = j0; j < n; ++j) {
+      T* dh_t = proj ? dhall + (t * B + j) * P : dhs + j * P;
+      for (int64_t k = 0; k < P; ++k) dh_t[k] = dhs[j * P + k] + dout[(t * B + j) * P + k];  // B6
     }
-    const T* g_t = gs + t * B * G;
-    const T* cp_t = cps + t * B * H;
-    const T* tc_t = tcs + t * B * H;
-    T* dz_t = dzs + t * B * G;
-    for_rows(n, G, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j)
-        cell_backward(H, g_t + j * G, cp_t + j * H, tc_t + j * H, dr + j * H, dcs + j * H, dz_t + j * G);
-    });
-    gemm<T>(false, false, n, P, G, T(1), dz_t, G, whh, P, T(0), dhs, P);  // (n, P) B1: dh = dz U
-  }
+    if (proj) {
+      gemm<T>(false, false, n - j0, H, P, T(1), dhall + (t * B + j0) * P, P, whr, H, T(0),
+              drs + j0 * H, H);  // (n - j0, H) B5: dr = dh_t W_hr
+      dr = drs;
+    }
+    for (int64_t j = j0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      cell_backward(H, gs + row * G, cps + row * H, tcs + row * H, dr + j * H, dcs + j * H,
+                    dzs + row * G, db);  // B4-B2
+    }
+    over_column_chunks(n - j0, P, G, [&](int64_t c0, int64_t c1) {
+      gemm<T>(false, false, n - j0, c1 - c0, G, T(1), dzs + (t * B + j0) * G, G, whh + c0, P, T(0),
+              dhs + j0 * P + c0, P);
+    });  // (n - j0, P) B1: dh = dz U
+  };
+  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
+  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t s = 0; s < T_; ++s) step(s, B * g / groups, B * (g + 1) / groups, dbs + g * G);
+  });
 
   // B1 over all steps at once.
   const int64_t TB = T_ * B;
-  at::Tensor dx = reusable({T_, B, I}, opts);
+  at::Tensor dx;  // undefined (None) when x needs no gradient
+  if (need_dx) {
+    dx = reusable({T_, B, I}, opts);
+    gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
+  }
   at::Tensor d_w_ih = at::empty({G, I}, opts);
   at::Tensor d_w_hh = at::empty({G, P}, opts);
-  gemm<T>(false, false, TB, I, G, T(1), dzs, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);  // dx = dz W
   gemm_transposed_a<T>(G, TB, dzs, G,
                        {{I, x.data_ptr<T>(), d_w_ih.data_ptr<T>()},  // dW = Σ dzᵀ x
                         {P, h_prev.data_ptr<T>(), d_w_hh.data_ptr<T>()}});  // dU = Σ dzᵀ h_{t-1}
-  at::Tensor d_bias = at::zeros({G}, opts);  // db = Σ_t Σ_batch dz
-  T* db = d_bias.data_ptr<T>();
-  for (int64_t row = 0; row < TB; ++row) {
-    const T* dz_row = dzs + row * G;
-    for (int64_t k = 0; k < G; ++k) db[k] += dz_row[k];
-  }
-  std::vector<at::Tensor> grads{dx, dh, dc, d_w_ih, d_w_hh, d_bias};
+  std::vector<at::Tensor> grads{dx, dh, dc, d_w_ih, d_w_hh, db_parts.sum(0)};  // db = Σ_t Σ_batch dz
   if (proj) {
     at::Tensor r = at::empty({TB, H}, opts);  // (T*B, H) F4 again, zero where rows did not run
     T* rs = r.data_ptr<T>();
     for (int64_t row = 0; row < TB; ++row)
       for (int64_t k = 0; k < H; ++k) rs[row * H + k] = gs[row * G + 3 * H + k] * tcs[row * H + k];
     at::Tensor d_w_hr = at::empty({P, H}, opts);
-    gemm_transposed_a<T>(P, TB, d_h_all.data_ptr<T>(), P,
-                         {{H, rs, d_w_hr.data_ptr<T>()}});  // B5: dW_hr = Σ dh_tᵀ r_t
+    gemm_transposed_a<T>(P, TB, dhall, P, {{H, rs, d_w_hr.data_ptr<T>()}});  // B5: dW_hr = Σ dh_tᵀ r_t
     grads.push_back(d_w_hr);
   }
   return grads;

@@ -56,18 +56,6 @@ inline float tanh_act(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double tanh_act(double x) { return std::tanh(x); }
 
-// Runs fn(begin, end) over rows [0, n), split across threads when the rows hold enough work.
-template <typename F>
-inline void for_rows(int64_t n, int64_t width, const F& fn) {
-  // A step's gate arithmetic is a few microseconds; an OpenMP fork/join only pays off far above that.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, width));
-  if (n <= grain) {
-    fn(0, n);
-  } else {
-    at::parallel_for(0, n, grain, fn);
-  }
-}
-
 using Forward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                            at::Tensor>;  // output, h_n, c_n, gates, h_prev, c_prev, tanh_c
 using ForwardInference = std::tuple<at::Tensor, at::Tensor, at::Tensor>;  // output, h_n, c_n
