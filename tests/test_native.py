@@ -58,6 +58,27 @@ def assert_forwards_match(ours, ours_inference, expected, dtype) -> None:
         torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+def assert_kernels_match_ops(compiled, args, grads_in, threads: int, dtype) -> None:
+    """forward, forward_inference and backward on `threads` threads against bptt's PyTorch ops.
+    Float32 weight gradients sum T B rows in another order than torch's: rounding of ~1e-7 relative
+    to the largest terms (float64 shows that the sums themselves agree to 1e-10)."""
+    x, _, _, w_ih, w_hh, _, w_hr, batch_sizes, reverse = args
+    weights = (x, w_ih, w_hh, w_hr, batch_sizes, reverse)
+
+    def run():
+        ours = compiled.forward(*args)
+        grads = compiled.backward(*grads_in, *weights, *ours[3:])
+        return ours, compiled.forward_inference(*args), grads
+
+    ours, ours_inference, ours_grads = with_threads(threads, run)
+    expected = bptt.forward(*args)
+    assert_forwards_match(ours, ours_inference, expected, dtype)
+    expected_grads = bptt.backward(*grads_in, *weights, *expected[3:])
+    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
+    for a, b in zip(ours_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, **grad_tol)
+
+
 def make_case(T, B, I, H, P, bias, packed, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
 
@@ -362,31 +383,11 @@ def test_row_groups_forward_and_backward(compiled, dtype, H, reverse, packed, th
     )  # 2 B 4H (I+H) >= 2^20 flops per step: split when torch has more than one thread
     args = (x, h0, c0, w_ih, w_hh, b_ih + b_hh, None, batch_sizes, reverse)
     g = torch.Generator().manual_seed(10)
-    d_output = torch.randn(x.shape[0], x.shape[1], H, generator=g, dtype=x.dtype)
-    d_hn, d_cn = (
-        torch.randn(h0.shape, generator=g, dtype=x.dtype),
-        torch.randn(c0.shape, generator=g, dtype=x.dtype),
+    grads_in = tuple(
+        torch.randn(*shape, generator=g, dtype=dtype)
+        for shape in (x.shape[:2] + (H,), h0.shape, c0.shape)
     )
-
-    def run():
-        ours = compiled.forward(*args)
-        grads = compiled.backward(
-            d_output, d_hn, d_cn, x, w_ih, w_hh, None, batch_sizes, reverse, *ours[3:]
-        )
-        return ours, compiled.forward_inference(*args), grads
-
-    ours, ours_inference, grads = with_threads(threads, run)
-    expected = bptt.forward(*args)
-    assert_forwards_match(ours, ours_inference, expected, dtype)
-    expected_grads = bptt.backward(
-        d_output, d_hn, d_cn, x, w_ih, w_hh, None, batch_sizes, reverse, *expected[3:]
-    )
-    # float32 weight gradients sum 288 rows in another order than torch's: rounding of ~1e-7 relative
-    # to the largest terms (float64 shows that the sums themselves agree to 1e-10)
-    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
-    for a, b in zip(grads[:6], expected_grads[:6], strict=True):
-        torch.testing.assert_close(a, b, **grad_tol)
-    assert grads[6] is None
+    assert_kernels_match_ops(compiled, args, grads_in, threads, dtype)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -404,23 +405,7 @@ def test_paneled_weights_and_projection_in_row_groups(compiled, dtype, threads):
         torch.randn(*shape, generator=g, dtype=dtype)
         for shape in ((9, 128, 16), (128, 16), (128, 100))
     )
-    weights = (x, w_ih / 4, w_hh / 4, w_hr / 4, None, False)
-
-    def run():
-        ours = compiled.forward(*args)
-        return (
-            ours,
-            compiled.forward_inference(*args),
-            compiled.backward(*grads_in, *weights, *ours[3:]),
-        )
-
-    ours, ours_inference, ours_grads = with_threads(threads, run)
-    expected = bptt.forward(*args)
-    assert_forwards_match(ours, ours_inference, expected, dtype)
-    expected_grads = bptt.backward(*grads_in, *weights, *expected[3:])
-    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
-    for a, b in zip(ours_grads, expected_grads, strict=True):
-        torch.testing.assert_close(a, b, **grad_tol)
+    assert_kernels_match_ops(compiled, args, grads_in, threads, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -434,23 +419,7 @@ def test_small_batch_splits_the_panels(compiled, dtype):
     g = torch.Generator().manual_seed(16)
     grads_in = (torch.randn(3, 4, 512, generator=g, dtype=dtype), torch.zeros(4, 512, dtype=dtype))
     grads_in = (*grads_in, torch.zeros(4, 512, dtype=dtype))
-    weights = (x, w_ih / 8, w_hh / 8, None, None, False)
-
-    def run():
-        ours = compiled.forward(*args)
-        return (
-            ours,
-            compiled.forward_inference(*args),
-            compiled.backward(*grads_in, *weights, *ours[3:]),
-        )
-
-    ours, ours_inference, ours_grads = with_threads(2, run)
-    expected = bptt.forward(*args)
-    assert_forwards_match(ours, ours_inference, expected, dtype)
-    expected_grads = bptt.backward(*grads_in, *weights, *expected[3:])
-    grad_tol = TOL[dtype] if dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
-    for a, b in zip(ours_grads[:6], expected_grads[:6], strict=True):
-        torch.testing.assert_close(a, b, **grad_tol)
+    assert_kernels_match_ops(compiled, args, grads_in, 2, dtype)
 
 
 def test_backward_skips_dx_when_not_needed(compiled):
