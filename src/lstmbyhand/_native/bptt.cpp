@@ -276,6 +276,17 @@ int64_t choose_row_groups(int64_t B, int64_t G, int64_t K) {
   return std::max<int64_t>(1, std::min(threads, B / 4));
 }
 
+// Runs step(s, j0, j1, g) for s = 0..steps-1 over the rows j0..j1-1 of each of `groups` row groups,
+// one group per thread, the groups never waiting for each other.
+template <typename F>
+void run_row_groups(int64_t B, int64_t groups, int64_t steps, const F& step) {
+  brgemm_works();  // settle the GEMM choice before the threads
+  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t s = 0; s < steps; ++s) step(s, B * g / groups, B * (g + 1) / groups, g);
+  });
+}
+
 // One product C (m, n) = Aᵀ B of gemm_transposed_a: B (k, n) and C (m, n) row-major, no padding.
 template <typename T>
 struct TransposedProduct {
@@ -352,7 +363,7 @@ at::Tensor paneled_weights(const std::vector<at::Tensor>& parts) {
   std::lock_guard<std::mutex> lock(mutex);
   auto it = std::find_if(cache.begin(), cache.end(), same_key);
   if (it != cache.end() && same_values(*it)) return it->result;
-  const at::Tensor laid_out = panels(parts.size() == 1 ? parts[0] : at::cat(parts, 1));  // (G ΣK,)
+  const at::Tensor laid_out = panels(at::cat(parts, 1));  // (G ΣK,)
   if (it != cache.end() && it->result.use_count() == 1) {  // same memory, new values: refill in place
     for (size_t i = 0; i < parts.size(); ++i) it->sources[i].copy_(parts[i]);
     it->result.copy_(laid_out);
@@ -524,7 +535,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
   }
   at::Tensor z_buf = reusable({B, G}, opts);  // (B, G) this step's pre-activations
   at::Tensor r_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H) r_t before W_hr
-  at::Tensor y_junk = proj ? at::empty({H}, opts) : at::Tensor();  // r_t is not an output then
+  at::Tensor y_junk = proj ? at::empty({B, H}, opts) : at::Tensor();  // r_t is not an output then (a row each: groups write in parallel)
 
   T* xhs = xh.data_ptr<T>();
   T* zs = z_buf.data_ptr<T>();
@@ -562,7 +573,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
     gemm_panels<T>(n - j0, G, K, xh_read + j0 * K, K, wu, zs + j0 * G, G);  // (n - j0, G) F1: z = W x_t + U h_{t-1}
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
-      T* y = proj ? y_junk.data_ptr<T>() : out + row * P;
+      T* y = proj ? y_junk.data_ptr<T>() + j * H : out + row * P;
       T* hr = proj ? rs + j * H : xh_write + j * K + I;
       cell_forward<T, kCache>(H, zs + j * G, bs, cs + j * H, hr, y,
                               kCache ? gs + row * G : nullptr, kCache ? cp + row * H : nullptr,
@@ -578,12 +589,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& x_in, const at::Tensor& h
       std::memcpy(xh_write + j * K + I, xh_read + j * K + I, P * sizeof(T));
     if (s + 1 < T_) load_x((s + 1) % 2, step_at(s + 1, T_, reverse), j0, j1);  // x of the next step
   };
-  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  const int64_t groups = choose_row_groups(B, G, K);
-  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {  // groups never wait for each other
-    for (int64_t g = g0; g < g1; ++g)
-      for (int64_t s = 0; s < T_; ++s) step(s, B * g / groups, B * (g + 1) / groups);
-  });
+  run_row_groups(B, choose_row_groups(B, G, K), T_,
+                 [&](int64_t s, int64_t j0, int64_t j1, int64_t) { step(s, j0, j1); });
   const at::Tensor h = xh.select(0, T_ % 2).narrow(1, I, P).clone();  // (B, P) h of the last step
   if (!kCache) return {output, h, c};
   return {output, h, c, gates, h_prev, c_prev, tanh_c};  // cache: the layout of bptt.forward
@@ -662,10 +669,8 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_output_in, const at::T
               dhs + j0 * P + c0, P);
     });  // (n - j0, P) B1: dh = dz U
   };
-  if constexpr (std::is_same_v<T, float>) brgemm_works();  // settle the choice before the threads
-  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g)
-      for (int64_t s = 0; s < T_; ++s) step(s, B * g / groups, B * (g + 1) / groups, dbs + g * G);
+  run_row_groups(B, groups, T_, [&](int64_t s, int64_t j0, int64_t j1, int64_t g) {
+    step(s, j0, j1, dbs + g * G);
   });
 
   // B1 over all steps at once.
