@@ -1,4 +1,4 @@
-"""Builds the optional C++ fast path, `lstmbyhand._native`, from src/lstmbyhand/_native/*.cpp.
+"""Builds the optional C++ fast path, `lstmbyhand.nn._C`, from src/lstmbyhand/nn/csrc/*.cpp.
 
 Everything else about the package is in pyproject.toml. The extension compiles against the torch that
 is already installed (install with --no-build-isolation, as scripts/setup.sh does), once, at install
@@ -52,14 +52,14 @@ def native_build() -> tuple[list, dict]:
 
     arch = os.environ.get("LSTMBYHAND_NATIVE_ARCH", "native")
     flags = ["-O3", "-g0", "-fopenmp"] + ([f"-march={arch}"] if arch else [])
-    sources = sorted(glob("src/lstmbyhand/_native/*.cpp"))
+    sources = sorted(glob("src/lstmbyhand/nn/csrc/*.cpp"))
     # Link the shared libstdc++ that torch itself uses, by its soname. On the GPU machines' image
     # (g++ 13.3, torch 2.11) the default link put a static copy of libstdc++ into the extension
     # (3,204 exported std:: symbols instead of 37), and that copy's ostream crashed the process when
     # it formatted a number into an error message. Named by soname, it links dynamically everywhere.
     link = ["-fopenmp", "-l:libstdc++.so.6"]
     extension = CppExtension(
-        "lstmbyhand._native",
+        "lstmbyhand.nn._C",
         sources,
         extra_compile_args=flags,
         extra_link_args=link,

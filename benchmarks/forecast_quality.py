@@ -16,10 +16,10 @@ from importlib.resources import files
 
 import torch
 
-from lstmbyhand.evaluate import evaluate
-from lstmbyhand.restore import open_run
-from lstmbyhand.settings import TrainSettings
-from lstmbyhand.train import train
+from lstmbyhand.forecast.evaluate import evaluate
+from lstmbyhand.forecast.restore import open_run
+from lstmbyhand.forecast.config import TrainSettings
+from lstmbyhand.forecast.train import train
 
 DATASETS = {  # name: (file, target, season, first rows only)
     "airline (trend + season)": ("airline.csv", "passengers", 12, None),

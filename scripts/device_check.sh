@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED=1 CI=true
 } 2>&1 | tee "$out/machine.txt"
 MAX_JOBS=$(nproc) $py -m pip install -q --no-deps --no-index --no-build-isolation -e . 2>&1 \
     | tail -n 5 | tee "$out/build.txt"
-$py -c "from lstmbyhand import native; print('compiled CPU kernels built:', native.built())" \
+$py -c "from lstmbyhand.nn import native; print('compiled CPU kernels built:', native.built())" \
     | tee -a "$out/build.txt"
 timeout 420 $py -m pytest -q -p no:cacheprovider --durations=10 2>&1 | tee "$out/tests.txt"
 run=$(mktemp -d)/airline

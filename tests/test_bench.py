@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from lstmbyhand import bench
+from lstmbyhand.cli import bench
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

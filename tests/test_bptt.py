@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from lstmbyhand import native
-from lstmbyhand.bptt import lstm_sequence
-from lstmbyhand.sequence import reference_sequence
+from lstmbyhand.nn import native
+from lstmbyhand.nn.bptt import lstm_sequence
+from lstmbyhand.nn.sequence import reference_sequence
 
 T, B, I, H = 5, 4, 3, 6
 BATCH_SIZES = torch.tensor([4, 4, 3, 2, 1])  # a packed batch: lengths 5, 4, 3, 2

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lstmbyhand.data import continue_time, read_series
 from lstmbyhand.errors import UserError
-from lstmbyhand.scaling import SCALINGS, Scaler
-from lstmbyhand.windows import (
+from lstmbyhand.forecast.data import continue_time, read_series
+from lstmbyhand.forecast.scaling import SCALINGS, Scaler
+from lstmbyhand.forecast.windows import (
     make_split,
     minimum_length,
     split_origins,

@@ -12,9 +12,10 @@ from reference import PackingWrapper, assert_close_lists, run_with_grads, tensor
 from torch import nn
 
 import lstmbyhand
-from lstmbyhand import distributed, native
-from lstmbyhand.bptt import lstm_sequence
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast import distributed
+from lstmbyhand.nn import native
+from lstmbyhand.nn.bptt import lstm_sequence
 from lstmbyhand.seed import LSTMbyHand, dataLoader
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 import lstmbyhand
 from lstmbyhand.cli import main
-from lstmbyhand.runs import RunDir
+from lstmbyhand.forecast.rundir import RunDir
 
 SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
 

@@ -8,9 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstmbyhand.model import Forecaster, ModelConfig
-from lstmbyhand.optim import Adam
-from lstmbyhand.windows import windows
+from lstmbyhand.forecast.config import ModelConfig
+from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.optim import Adam
+from lstmbyhand.forecast.windows import windows
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lstmbyhand.evaluate import mase_scale, metrics, naive, seasonal_naive
+from lstmbyhand.forecast.evaluate import mase_scale, metrics, naive, seasonal_naive
 
 
 def test_metrics_by_hand():

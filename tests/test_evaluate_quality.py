@@ -6,10 +6,10 @@ from importlib.resources import files
 
 import pytest
 
-from lstmbyhand.evaluate import evaluate
-from lstmbyhand.restore import open_run
-from lstmbyhand.settings import TrainSettings
-from lstmbyhand.train import train
+from lstmbyhand.forecast.config import TrainSettings
+from lstmbyhand.forecast.evaluate import evaluate
+from lstmbyhand.forecast.restore import open_run
+from lstmbyhand.forecast.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

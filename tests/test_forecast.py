@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstmbyhand.data import Series
-from lstmbyhand.forecast import forecast_frame, recursive_forecast
-from lstmbyhand.pipeline import Prepared
-from lstmbyhand.scaling import Scaler
+from lstmbyhand.forecast.data import Series
+from lstmbyhand.forecast.prepare import Prepared
+from lstmbyhand.forecast.recursive import forecast_frame, recursive_forecast
+from lstmbyhand.forecast.scaling import Scaler
 
 
 class Ones(torch.nn.Module):

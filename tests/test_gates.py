@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from lstmbyhand.gates import gate_views, lstm_cell
+from lstmbyhand.nn.gates import gate_views, lstm_cell
 
 
 def one_unit_weights():

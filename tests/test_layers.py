@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmbyhand
-from lstmbyhand.sequence import GateTrace
+from lstmbyhand.nn.sequence import GateTrace
 
 
 def test_state_dict_moves_both_ways_with_the_same_names():

@@ -1,4 +1,4 @@
-"""The compiled kernels (`lstmbyhand._native`) against the PyTorch ops of bptt.py, the readable loop,
+"""The compiled kernels (`lstmbyhand.nn._C`) against the PyTorch ops of bptt.py, the readable loop,
 torch.nn.LSTM, and torch.optim.Adam; float64 to rounding, float32 to ~1e-5.
 
 The fast path is part of the deliverable: when the extension is not built, these tests fail (CI builds
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from lstmbyhand import bptt, native
-from lstmbyhand.sequence import reference_sequence
+from lstmbyhand.nn import bptt, native
+from lstmbyhand.nn.sequence import reference_sequence
 
 TOL = {torch.float64: {"atol": 1e-12, "rtol": 1e-10}, torch.float32: {"atol": 1e-5, "rtol": 1e-4}}
 
@@ -22,7 +22,7 @@ TOL = {torch.float64: {"atol": 1e-12, "rtol": 1e-10}, torch.float32: {"atol": 1e
 @pytest.fixture(scope="module")
 def compiled():
     if not native.built():
-        pytest.fail("the compiled fast path lstmbyhand._native is not built: run scripts/setup.sh")
+        pytest.fail("the compiled fast path lstmbyhand.nn._C is not built: run scripts/setup.sh")
     if not native.available():
         pytest.fail("the compiled fast path is turned off (LSTMBYHAND_NATIVE=0)")
     return native.compiled()
@@ -30,9 +30,9 @@ def compiled():
 
 def test_extension_is_built():
     assert native.built(), (
-        "lstmbyhand._native is not built: run scripts/setup.sh (needs a C++ compiler)"
+        "lstmbyhand.nn._C is not built: run scripts/setup.sh (needs a C++ compiler)"
     )
-    assert native.kernels_for(torch.zeros(1)) is native.compiled()
+    assert bptt.kernels_for(torch.zeros(1)) is native.compiled()
 
 
 def lengths_to_batch_sizes(lengths: list[int]) -> torch.Tensor:

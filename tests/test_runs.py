@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmbyhand import checkpoint
-from lstmbyhand.checkpoint import Progress
 from lstmbyhand.errors import UserError
-from lstmbyhand.optim import Adam
-from lstmbyhand.runs import RunDir, atomic_write, load_tensors, save_tensors
+from lstmbyhand.forecast import checkpoint
+from lstmbyhand.forecast.checkpoint import Progress
+from lstmbyhand.forecast.optim import Adam
+from lstmbyhand.forecast.rundir import RunDir, atomic_write, load_tensors, save_tensors
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temporaries(tmp_path):

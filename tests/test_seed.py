@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lstmbyhand import native
+from lstmbyhand.nn import native
 from lstmbyhand.seed import ConvergenceRule, LSTMbyHand, dataLoader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 import lstmbyhand
-from lstmbyhand import train as train_module
 from lstmbyhand.errors import TrainingStopped, UserError
-from lstmbyhand.runs import RunDir
-from lstmbyhand.settings import TrainSettings
-from lstmbyhand.train import train
+from lstmbyhand.forecast import train as train_module
+from lstmbyhand.forecast.config import TrainSettings
+from lstmbyhand.forecast.rundir import RunDir
+from lstmbyhand.forecast.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from lstmbyhand import native
-from lstmbyhand.gates import gate_views
-from lstmbyhand.layers import LSTM
+from lstmbyhand.nn import native
+from lstmbyhand.nn.gates import gate_views
+from lstmbyhand.nn.layers import LSTM
 
 COMPANY_A = [0.0, 0.5, 0.25, 1.0]
 COMPANY_B = [1.0, 0.5, 0.25, 1.0]
@@ -215,7 +215,7 @@ class LSTMbyHand(nn.Module):
         return on_cpu and hasattr(native.compiled(), "fit_adam")
 
     def _fit_native(self, batches, optimizer, max_epoch, tol, patience) -> list[float]:
-        """The same loop as the Python one, compiled: see `_native/` and its equality tests."""
+        """The same loop as the Python one, compiled: see `nn/csrc/` and its equality tests."""
         params = list(self.parameters())
         for p in params:
             state = optimizer.state[p]

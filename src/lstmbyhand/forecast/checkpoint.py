@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.optim import Adam
+from lstmbyhand.forecast.optim import Adam
 
 
 @dataclass

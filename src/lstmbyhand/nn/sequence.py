@@ -1,7 +1,7 @@
 """The readable LSTM over a sequence: `gates.lstm_cell` looped over time, autograd for gradients.
 
 This is the specification of one layer direction. The fast paths in `bptt.py` (hand-derived backward
-in PyTorch ops, and its compiled twin in `_native/`) must compute the same function; the tests hold
+in PyTorch ops, and its compiled twin in `csrc/`) must compute the same function; the tests hold
 them to it. It is also what `LSTM.trace` runs, so that every gate value can be recorded.
 
 Variable lengths follow PackedSequence's layout: the batch is sorted by length (longest first), and
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lstmbyhand.gates import lstm_cell
+from lstmbyhand.nn.gates import lstm_cell
 
 
 @dataclass

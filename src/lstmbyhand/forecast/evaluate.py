@@ -20,8 +20,8 @@ import math
 import numpy as np
 import torch
 
-from lstmbyhand.model import Forecaster
-from lstmbyhand.pipeline import Prepared
+from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.prepare import Prepared
 
 METRICS = ("mae", "rmse", "smape", "mase")
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from lstmbyhand import bptt
-from lstmbyhand.gates import lstm_cell
-from lstmbyhand.sequence import GateTrace, reference_sequence
+from lstmbyhand.nn import bptt
+from lstmbyhand.nn.gates import lstm_cell
+from lstmbyhand.nn.sequence import GateTrace, reference_sequence
 
 BACKENDS = ("bptt", "reference")  # hand-derived backward (default) | readable loop + autograd
 

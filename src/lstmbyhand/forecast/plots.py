@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lstmbyhand.runs import atomic_write  # noqa: E402
+from lstmbyhand.forecast.rundir import atomic_write  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:

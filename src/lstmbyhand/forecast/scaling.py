@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SCALINGS = ("global", "last", "window")
+from lstmbyhand.forecast.config import SCALINGS
 
 
 def _first_positive(*candidates: float) -> float:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from lstmbyhand.seed import COMPANY_A, COMPANY_B, LSTMbyHand, dataLoader
+if TYPE_CHECKING:  # the parser must not import torch: `lstmbyhand --help` stays fast
+    from lstmbyhand.seed import LSTMbyHand
 
 FORMULATIONS = {"one step of 4 features": 4, "four days of 1 feature": 1}
 
@@ -43,6 +43,10 @@ def add_parser(subparsers) -> None:
 
 def train_both(epochs: int, lr: float, seed: int) -> dict[str, tuple[LSTMbyHand, list[float]]]:
     """Each formulation trained from the same seed: name -> (model, loss per epoch)."""
+    import torch
+
+    from lstmbyhand.seed import LSTMbyHand, dataLoader
+
     trained = {}
     for name, input_size in FORMULATIONS.items():
         torch.manual_seed(seed)
@@ -55,6 +59,10 @@ def train_both(epochs: int, lr: float, seed: int) -> dict[str, tuple[LSTMbyHand,
 
 
 def prediction_table(trained: dict[str, tuple[LSTMbyHand, list[float]]]) -> str:
+    import torch
+
+    from lstmbyhand.seed import COMPANY_A, COMPANY_B
+
     names = list(trained)
     rows = [["company", "observed", *names], ["-" * 7, "-" * 8, *("-" * len(n) for n in names)]]
     for company, days, observed in (("A", COMPANY_A, 0.0), ("B", COMPANY_B, 1.0)):
@@ -82,6 +90,9 @@ def plot_losses(trained, path: Path) -> None:
 def plot_gates(model: LSTMbyHand, path: Path) -> None:
     """Two columns (Company A, B); rows: the four gates, then the cell and hidden state, over the days."""
     import matplotlib.pyplot as plt
+    import torch
+
+    from lstmbyhand.seed import COMPANY_A, COMPANY_B
 
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
     for col, (company, days) in enumerate((("Company A", COMPANY_A), ("Company B", COMPANY_B))):

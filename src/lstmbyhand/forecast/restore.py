@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.model import Forecaster, ModelConfig
-from lstmbyhand.pipeline import Prepared, load_series, prepare
-from lstmbyhand.runs import CONFIG, WEIGHTS, RunDir, load_model_weights
-from lstmbyhand.scaling import Scaler
-from lstmbyhand.settings import TrainSettings
+from lstmbyhand.forecast.config import ModelConfig, TrainSettings
+from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
+from lstmbyhand.forecast.rundir import CONFIG, WEIGHTS, RunDir, load_model_weights
+from lstmbyhand.forecast.scaling import Scaler
 
 
 def open_run(

@@ -30,16 +30,16 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from lstmbyhand import checkpoint, distributed, plots
-from lstmbyhand.checkpoint import Progress
 from lstmbyhand.errors import TrainingStopped, UserError
-from lstmbyhand.model import Forecaster
-from lstmbyhand.optim import Adam
-from lstmbyhand.pipeline import Prepared, load_series, prepare
-from lstmbyhand.runs import CONFIG, LOSS_PLOT, STATE, RunDir
-from lstmbyhand.scaling import Scaler
-from lstmbyhand.settings import RESUMABLE, TrainSettings
-from lstmbyhand.signals import StopSignals
+from lstmbyhand.forecast import checkpoint, distributed, plots
+from lstmbyhand.forecast.checkpoint import Progress
+from lstmbyhand.forecast.config import RESUMABLE, TrainSettings
+from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.optim import Adam
+from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
+from lstmbyhand.forecast.rundir import CONFIG, LOSS_PLOT, STATE, RunDir
+from lstmbyhand.forecast.scaling import Scaler
+from lstmbyhand.forecast.signals import StopSignals
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -113,13 +113,9 @@ def sha256_file(path: str) -> str:
 
 
 def versions() -> dict:
-    try:
-        from importlib.metadata import version
+    import lstmbyhand
 
-        ours = version("lstmbyhand")
-    except Exception:  # not installed (running from a source tree)
-        ours = "0.1.0+src"
-    return {"lstmbyhand": ours, "torch": torch.__version__, "numpy": np.__version__,
+    return {"lstmbyhand": lstmbyhand.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}  # fmt: skip
 
 

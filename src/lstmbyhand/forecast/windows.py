@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.config import check_settings
 
 
 @dataclass(frozen=True)
@@ -41,24 +42,6 @@ class Split:
     @property
     def total(self) -> int:
         return self.n_train + self.n_val + self.n_test
-
-
-def check_settings(window: int, horizon: int, val_fraction: float, test_fraction: float) -> None:
-    """Reject settings no split can satisfy, naming the setting and the range it must be in."""
-    if not isinstance(window, int) or window < 1:
-        raise UserError(f"window must be a whole number ≥ 1, got {window!r}; pass e.g. --window 12")
-    if not isinstance(horizon, int) or horizon < 1:
-        raise UserError(
-            f"horizon must be a whole number ≥ 1, got {horizon!r}; pass e.g. --horizon 1"
-        )
-    for name, value in (("val-fraction", val_fraction), ("test-fraction", test_fraction)):
-        if not 0.0 < value < 1.0:
-            raise UserError(f"--{name} must be between 0 and 1 (exclusive), got {value}")
-    if val_fraction + test_fraction >= 1.0:
-        raise UserError(
-            f"--val-fraction + --test-fraction must be below 1 to leave data for training, got "
-            f"{val_fraction} + {test_fraction} = {val_fraction + test_fraction:g}"
-        )
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> Split:

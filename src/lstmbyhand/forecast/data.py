@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.config import FILL_METHODS
 
-FILL_METHODS = ("none", "interpolate", "ffill", "drop")
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-", "?"})
 
 # pandas frequency prefix -> the usual season length (observations per cycle)

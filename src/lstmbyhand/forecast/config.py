@@ -9,14 +9,55 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from lstmbyhand.data import FILL_METHODS
 from lstmbyhand.errors import UserError
-from lstmbyhand.model import ModelConfig
-from lstmbyhand.scaling import SCALINGS
-from lstmbyhand.windows import check_settings
 
 DEVICES = ("auto", "cpu", "cuda")
+FILL_METHODS = ("none", "interpolate", "ffill", "drop")  # how data.py treats missing values
+SCALINGS = ("global", "last", "window")  # scaling.py's kinds
+
 RESUMABLE = ("epochs", "patience", "device", "data")
+
+
+def check_settings(window: int, horizon: int, val_fraction: float, test_fraction: float) -> None:
+    """Reject settings no split can satisfy, naming the setting and the range it must be in."""
+    if not isinstance(window, int) or window < 1:
+        raise UserError(f"window must be a whole number ≥ 1, got {window!r}; pass e.g. --window 12")
+    if not isinstance(horizon, int) or horizon < 1:
+        raise UserError(
+            f"horizon must be a whole number ≥ 1, got {horizon!r}; pass e.g. --horizon 1"
+        )
+    for name, value in (("val-fraction", val_fraction), ("test-fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise UserError(f"--{name} must be between 0 and 1 (exclusive), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise UserError(
+            f"--val-fraction + --test-fraction must be below 1 to leave data for training, got "
+            f"{val_fraction} + {test_fraction} = {val_fraction + test_fraction:g}"
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The settings that fix the model's shape."""
+
+    window: int = 12
+    horizon: int = 1
+    hidden: int = 32
+    layers: int = 1
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(
+            int(d["window"]),
+            int(d["horizon"]),
+            int(d["hidden"]),
+            int(d["layers"]),
+            float(d["dropout"]),
+        )
 
 
 @dataclass

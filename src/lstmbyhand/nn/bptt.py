@@ -24,18 +24,21 @@ The input product W x_t of every step is one GEMM before the loop, and the three
 one GEMM each after it: only U h_{t-1} and dz U run step by step. Rows that are not running at a step
 (packed batches: see `sequence.py`) are skipped: their state and its gradient pass through unchanged.
 
-`LSTMSequence` wraps this in a `torch.autograd.Function`. It uses the compiled twin in `_native/`
+`LSTMSequence` wraps this in a `torch.autograd.Function`. It uses the compiled twin in `csrc/`
 (same equations, same arguments) on CPU when it is built, and these PyTorch ops everywhere else.
 Double backward is not derived: asking for it (create_graph=True) raises.
 """
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
+
 import torch
 from torch import Tensor
 
-from lstmbyhand import native
-from lstmbyhand.sequence import active_rows, time_steps
+from lstmbyhand.nn import native
+from lstmbyhand.nn.sequence import active_rows, time_steps
 
 
 def _cell(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -176,6 +179,14 @@ def backward(
     return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
 
 
+def kernels_for(x: Tensor) -> ModuleType:
+    """The kernels for this tensor: the compiled ones on CPU when available, else this module's."""
+    compiled = native.compiled()
+    if x.device.type == "cpu" and compiled is not None:
+        return compiled
+    return sys.modules[__name__]
+
+
 def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
     """b = b_ih + b_hh (4H,), the bias of F1; None without biases."""
     return None if bias_ih is None else bias_ih + bias_hh
@@ -189,7 +200,7 @@ class LSTMSequence(torch.autograd.Function):
         ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse
     ):
         bias = combined_bias(bias_ih, bias_hh)
-        kernels = native.kernels_for(x)
+        kernels = kernels_for(x)
         output, h_n, c_n, *cache = kernels.forward(
             x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
         )
@@ -250,7 +261,7 @@ def lstm_sequence(
     )
     if not needs_grad:
         bias = combined_bias(bias_ih, bias_hh)
-        kernels = native.kernels_for(x)
+        kernels = kernels_for(x)
         return kernels.forward_inference(
             x.contiguous(), h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
         )

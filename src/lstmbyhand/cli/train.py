@@ -11,7 +11,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from lstmbyhand.settings import DEVICES, TrainSettings
+from lstmbyhand.forecast.config import DEVICES, TrainSettings
 
 FLAGS = {  # field: (type, help)
     "time": (str, "time column (default: the first column, when it holds dates or numbers)"),
@@ -63,9 +63,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainSettings, set[str
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmbyhand import distributed
-    from lstmbyhand.commands import use_threads
-    from lstmbyhand.train import train
+    from lstmbyhand.cli.threads import use_threads
+    from lstmbyhand.forecast import distributed
+    from lstmbyhand.forecast.train import train
 
     use_threads(args.threads)
     settings, given = settings_from_args(args)

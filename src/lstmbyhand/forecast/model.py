@@ -11,36 +11,11 @@ steps than the horizon. Built from `ModelConfig`, which is saved in every run's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import Tensor, nn
 
-from lstmbyhand.layers import LSTM
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The settings that fix the model's shape."""
-
-    window: int = 12
-    horizon: int = 1
-    hidden: int = 32
-    layers: int = 1
-    dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(
-            int(d["window"]),
-            int(d["horizon"]),
-            int(d["hidden"]),
-            int(d["layers"]),
-            float(d["dropout"]),
-        )
+from lstmbyhand.forecast.config import ModelConfig
+from lstmbyhand.nn import LSTM
 
 
 class Forecaster(nn.Module):

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lstmbyhand.data import Series, read_series
-from lstmbyhand.scaling import Scaler
-from lstmbyhand.settings import TrainSettings
-from lstmbyhand.windows import Split, make_split, split_origins, windows
+from lstmbyhand.forecast.config import TrainSettings
+from lstmbyhand.forecast.data import Series, read_series
+from lstmbyhand.forecast.scaling import Scaler
+from lstmbyhand.forecast.windows import Split, make_split, split_origins, windows
 
 
 @dataclass

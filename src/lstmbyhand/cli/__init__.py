@@ -14,8 +14,6 @@ user mistakes become one line on stderr and exit code 2 (`UserError`), argparse'
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 
 from lstmbyhand.errors import TrainingStopped, UserError
@@ -31,14 +29,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lstmbyhand.commands import evaluate, forecast, inspect, train
+    from lstmbyhand.cli import bench, demo, evaluate, forecast, inspect, train
 
     parser = Parser(prog="lstmbyhand", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("demo", "bench"):  # registered once their modules exist
-        if importlib.util.find_spec(f"lstmbyhand.{name}") is not None:
-            importlib.import_module(f"lstmbyhand.{name}").add_parser(sub)
-    for module in (train, evaluate, forecast, inspect):
+    for module in (demo, bench, train, evaluate, forecast, inspect):
         module.add_parser(sub)
     return parser
 

@@ -1,4 +1,4 @@
-// lstmbyhand._native: the compiled twins of bptt.forward, bptt.forward_inference and bptt.backward
+// lstmbyhand.nn._C: the compiled twins of bptt.forward, bptt.forward_inference and bptt.backward
 // (same arguments, same results), and fit_adam, the training loop of a tiny model in one call.
 #include <torch/csrc/utils/pybind.h>
 

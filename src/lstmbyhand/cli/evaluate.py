@@ -16,9 +16,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmbyhand.commands import use_threads
-    from lstmbyhand.evaluate import evaluate, format_table
-    from lstmbyhand.restore import open_run
+    from lstmbyhand.cli.threads import use_threads
+    from lstmbyhand.forecast.evaluate import evaluate, format_table
+    from lstmbyhand.forecast.restore import open_run
 
     use_threads(None)
 

@@ -18,9 +18,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lstmbyhand import plots
-    from lstmbyhand.commands import use_threads
-    from lstmbyhand.restore import open_run
+    from lstmbyhand.cli.threads import use_threads
+    from lstmbyhand.forecast import plots
+    from lstmbyhand.forecast.restore import open_run
 
     use_threads(None)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lstmbyhand.data import continue_time
-from lstmbyhand.evaluate import predict
-from lstmbyhand.model import Forecaster
-from lstmbyhand.pipeline import Prepared
+from lstmbyhand.forecast.data import continue_time
+from lstmbyhand.forecast.evaluate import predict
+from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.prepare import Prepared
 
 
 def recursive_forecast(model: Forecaster, prep: Prepared, steps: int) -> np.ndarray:

@@ -19,10 +19,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmbyhand import plots
-    from lstmbyhand.commands import use_threads
-    from lstmbyhand.forecast import forecast_frame
-    from lstmbyhand.restore import open_run
+    from lstmbyhand.cli.threads import use_threads
+    from lstmbyhand.forecast import plots
+    from lstmbyhand.forecast.recursive import forecast_frame
+    from lstmbyhand.forecast.restore import open_run
 
     use_threads(None)
 

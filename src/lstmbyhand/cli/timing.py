@@ -1,0 +1,150 @@
+"""The timing harness behind `lstmbyhand bench` (see bench.py for what is measured and how).
+
+Each sample times a loop calibrated to take ~`sample_ms`; the two implementations alternate sample by
+sample, and callers compare medians.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _calibrate(fn: Callable[[], object], device: torch.device, sample_ms: float) -> int:
+    """Loop count for one sample of about sample_ms (after a warm-up)."""
+    for _ in range(3):
+        fn()
+    _sync(device)
+    n, elapsed = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed * 1e3 >= sample_ms / 4 or n >= 1 << 16:
+            break
+        n *= 2
+    return max(1, round(n * sample_ms / max(elapsed * 1e3, 1e-6)))
+
+
+def compare(
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    device: torch.device,
+    repeats: int,
+    sample_ms: float,
+) -> tuple[float, float]:
+    """Median seconds per call of ours and theirs, timed alternately."""
+    loops = max(_calibrate(ours, device, sample_ms), _calibrate(theirs, device, sample_ms))
+    times: dict[int, list[float]] = {0: [], 1: []}
+    fns = (ours, theirs)
+    for r in range(repeats):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(loops):
+                fns[k]()
+            _sync(device)
+            times[k].append((time.perf_counter() - start) / loops)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def bench_row(row, device: torch.device, repeats: int, sample_ms: float) -> dict[str, float]:
+    from lstmbyhand.nn.layers import LSTM
+
+    T, B, I, H, L = row
+    torch.manual_seed(0)
+    ours = LSTM(I, H, num_layers=L, device=device)
+    theirs = nn.LSTM(I, H, num_layers=L, device=device)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(T, B, I, device=device)
+
+    def train_step(model):
+        def step():
+            model.zero_grad(set_to_none=True)
+            out, _ = model(x)
+            out.sum().backward()
+
+        return step
+
+    def infer(model):
+        def run():
+            with torch.no_grad():
+                model(x)
+
+        return run
+
+    with torch.no_grad():  # same function before timing it
+        a, b = ours(x)[0], theirs(x)[0]
+    err = (a - b).abs().max().item()
+    t_ours, t_theirs = compare(train_step(ours), train_step(theirs), device, repeats, sample_ms)
+    i_ours, i_theirs = compare(infer(ours), infer(theirs), device, repeats, sample_ms)
+    return {
+        "train_ours": t_ours,
+        "train_torch": t_theirs,
+        "infer_ours": i_ours,
+        "infer_torch": i_theirs,
+        "max_abs_diff": err,
+    }
+
+
+def bench_fit(epochs: int, repeats: int) -> dict[str, float]:
+    """Adam steps per second on the seed's model: our train_model vs nn.LSTM + torch.optim.Adam."""
+    from lstmbyhand.seed import LSTMbyHand, dataLoader
+
+    batches = [(x, y) for x, y in dataLoader()]
+    steps = epochs * len(batches)
+
+    def ours() -> None:
+        torch.manual_seed(0)
+        LSTMbyHand(4, 1).train_model(batches, max_epoch=epochs, tol=None, progress=False)
+
+    torch_epochs = max(1, epochs // 20)
+
+    def theirs() -> None:
+        torch.manual_seed(0)
+        lstm = nn.LSTM(4, 1, batch_first=True)
+        opt = torch.optim.Adam(lstm.parameters(), lr=1e-3)
+        data = [(x.reshape(-1, 1, 4), y.reshape(-1, 1)) for x, y in batches]
+        for _ in range(torch_epochs):
+            for x, y in data:
+                opt.zero_grad()
+                _, (h_n, _) = lstm(x)
+                loss = nn.functional.mse_loss(h_n[-1], y)
+                loss.backward()
+                opt.step()
+
+    t_ours, t_theirs = [], []
+    for r in range(repeats):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            (ours if k == 0 else theirs)()
+            (t_ours if k == 0 else t_theirs).append(time.perf_counter() - start)
+    return {
+        "ours": steps / statistics.median(t_ours),
+        "torch": torch_epochs * len(batches) / statistics.median(t_theirs),
+    }
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+        except (OSError, StopIteration):
+            pass
+    return f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}"

@@ -1,0 +1,14 @@
+"""lstmbyhand.nn: the LSTM itself. Imports torch and nothing else of lstmbyhand's.
+
+gates.py     one step, every gate named: the specification
+sequence.py  the readable loop over time (autograd); what LSTM.trace runs
+bptt.py      the same loop with the hand-derived backward, in PyTorch ops; chooses the kernels
+native.py    loads the compiled twin of bptt.py's kernels (csrc/, C++, CPU)
+layers.py    LSTM, LSTMCell: torch.nn.LSTM's contract (layers, directions, packing, projection)
+"""
+
+from lstmbyhand.nn.gates import Gates, gate_views, lstm_cell
+from lstmbyhand.nn.layers import LSTM, LSTMCell
+from lstmbyhand.nn.sequence import GateTrace
+
+__all__ = ["LSTM", "LSTMCell", "GateTrace", "Gates", "gate_views", "lstm_cell"]
