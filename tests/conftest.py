@@ -3,7 +3,7 @@
 import os
 
 import pytest
-import torch
+from helpers import torch_threads
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -14,7 +14,5 @@ if os.environ.get("CI"):
 @pytest.fixture
 def one_thread():
     """Tiny models: one torch thread is fastest, and much faster on a busy machine."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+    with torch_threads(1):
+        yield

@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+from helpers import torch_threads
 from torch import nn
 
 from lstmbyhand.nn import bptt, native
@@ -42,12 +43,8 @@ def lengths_to_batch_sizes(lengths: list[int]) -> torch.Tensor:
 
 def with_threads(threads: int, fn):
     """fn() with torch's thread count set to `threads`, restored after."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return fn()
-    finally:
-        torch.set_num_threads(saved)
 
 
 def assert_forwards_match(ours, ours_inference, expected, dtype) -> None:

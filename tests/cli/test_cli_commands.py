@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import subprocess_env
 
-import lstmbyhand
 from lstmbyhand.cli import main
 
 AIRLINE = str(files("lstmbyhand") / "datasets" / "airline.csv")
 NILE = str(files("lstmbyhand") / "datasets" / "nile.csv")
-SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
 SMALL = ["--window", "12", "--hidden", "8", "--epochs", "3", "--quiet"]
 
 
@@ -145,7 +142,7 @@ def test_same_seed_same_evaluation(tmp_path, capsys):
 
 
 def test_console_entry_point_runs_as_a_subprocess(airline_run):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     proc = subprocess.run([sys.executable, "-m", "lstmbyhand", "evaluate", str(airline_run), "--json"],
                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr

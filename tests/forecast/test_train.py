@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import subprocess_env
 
-import lstmbyhand
 from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.forecast import train as train_module
 from lstmbyhand.forecast.config import TrainSettings
@@ -25,9 +24,6 @@ from lstmbyhand.forecast.rundir import RunDir
 from lstmbyhand.forecast.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
 
 
 def series_csv(tmp_path: Path, n: int = 60) -> str:
@@ -155,12 +151,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lstmbyhand", *args]
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _wait_for_epochs(proc: subprocess.Popen, run: Path, n: int, timeout: float = 120) -> None:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -177,7 +167,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path):
              "--patience", "0", "--quiet", "--epochs"]  # fmt: skip
     run = tmp_path / "killed"
     proc = subprocess.Popen(_cli("train", data, *flags, "1000", "--out", str(run)),
-                            env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            env=subprocess_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
     _wait_for_epochs(proc, run, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -201,7 +191,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     run = tmp_path / "run"
     args = ["train", data, "--target", "y", "--window", "6", "--hidden", "8", "--batch-size", "4",
             "--patience", "0", "--quiet", "--epochs", "500", "--out", str(run)]  # fmt: skip
-    proc = subprocess.Popen(_cli(*args), env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cli(*args), env=subprocess_env(), stderr=subprocess.PIPE, text=True)
     _wait_for_epochs(proc, run, 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 import torch
-from reference import PackingWrapper, assert_close_lists, run_with_grads, tensors_of
+from helpers import PackingWrapper, assert_close_lists, run_with_grads, tensors_of
 from torch import nn
 
 import lstmbyhand

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from helpers import subprocess_env
 
-import lstmbyhand
 from lstmbyhand.cli import main
 from lstmbyhand.forecast.rundir import RunDir
 
-SRC = str(Path(lstmbyhand.__file__).resolve().parents[1])
-
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env = subprocess_env(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "lstmbyhand", *args]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -1,6 +1,15 @@
-"""Shared helpers for comparing lstmbyhand with torch.nn.LSTM on copied weights."""
+"""The test suite's shared helpers, in one place: comparing with torch.nn.LSTM on copied weights,
+torch's thread count, and the environment of subprocesses that run `python -m lstmbyhand`.
+
+Importable from every test folder: pytest puts this folder (the root conftest.py's) on sys.path.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -47,3 +56,24 @@ class PackingWrapper(nn.Module):
                 x, self.lengths, batch_first=self.lstm.batch_first, enforce_sorted=False
             )
         return self.lstm(x, hx)
+
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")  # the package under test, for subprocesses
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """os.environ with the package under test first on PYTHONPATH (and `extra` set)."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to n, restored after."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
