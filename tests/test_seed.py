@@ -1,5 +1,6 @@
 """The seed's API: its README example, both formulations, shape rules, errors and reproducibility."""
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -210,3 +211,32 @@ def test_native_training_equals_the_python_loop():
     (l_nat, p_nat), (l_py, p_py) = train(True), train(False)
     assert torch.allclose(l_nat, l_py, atol=1e-10, rtol=0)
     assert torch.allclose(p_nat, p_py, atol=1e-9, rtol=0)
+
+
+def test_adam_moments_carry_over_between_the_compiled_and_the_python_loop():
+    """150 compiled epochs then 150 Python ones (and the reverse) equal 300 Python epochs of one
+    torch.optim.Adam: the step count and both moments pass between the two loops."""
+    if not native.available():
+        pytest.fail("the compiled fast path is not built: run scripts/setup.sh")
+    batches = [(torch.stack([A, B]).double(), torch.tensor([0.0, 1.0], dtype=torch.float64))]
+
+    def train(order):
+        torch.manual_seed(5)
+        model = LSTMbyHand(1, 2, output_size=1, dtype=torch.float64)
+        for compiled in order:
+            with contextlib.nullcontext() if compiled else native.python_kernels_only():
+                model.train_model(batches, max_epoch=150, lr=0.01, tol=None)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    reference = train((False, False))
+    for order in ((True, False), (False, True)):
+        assert torch.allclose(train(order), reference, atol=1e-9, rtol=0), order
+
+
+def test_the_readme_example_does_not_import_torch_dynamo():
+    """The compiled loop needs no torch.optim optimizer, whose constructor imports torch._dynamo
+    (about a second of the example's time)."""
+    code = readme_example() + "\nimport sys\nprint('torch._dynamo' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False"

@@ -27,6 +27,7 @@ from lstmbyhand.nn import native
 from lstmbyhand.nn.gates import gate_views
 from lstmbyhand.nn.layers import LSTM
 
+ADAM_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # torch.optim.Adam's
 COMPANY_A = [0.0, 0.5, 0.25, 1.0]
 COMPANY_B = [1.0, 0.5, 0.25, 1.0]
 
@@ -81,6 +82,7 @@ class LSTMbyHand(nn.Module):
             self.head = nn.Linear(hidden_size, output_size, device=device, dtype=dtype)
         self.input_size, self.hidden_size = input_size, hidden_size
         self._optimizer: torch.optim.Adam | None = None
+        self._adam_state: dict[nn.Parameter, dict[str, Tensor]] = {}  # shared with _optimizer
 
     def gate_weights(self) -> dict[str, dict[str, Tensor]]:
         """Per gate (input, forget, candidate, output): its input weights, hidden weights and bias."""
@@ -150,10 +152,25 @@ class LSTMbyHand(nn.Module):
         x = self.as_batch(x)  # (B, T, I)
         return nn.functional.mse_loss(self(x), self._targets(y, x.shape[0]))
 
+    def adam_state(self) -> dict[nn.Parameter, dict[str, Tensor]]:
+        """Adam's state of every parameter (step, exp_avg, exp_avg_sq), kept across `train_model`
+        calls so that its moments carry on; the compiled loop and `optimizer()` share these tensors."""
+        for p in self.parameters():
+            if p not in self._adam_state:
+                self._adam_state[p] = {
+                    "step": torch.tensor(0.0),
+                    "exp_avg": torch.zeros_like(p),
+                    "exp_avg_sq": torch.zeros_like(p),
+                }
+        return self._adam_state
+
     def optimizer(self, lr: float) -> torch.optim.Adam:
-        """The model's Adam, kept across `train_model` calls so that its moments carry on."""
+        """The model's torch.optim.Adam over `adam_state()`, made on first use (the compiled loop does
+        without one: constructing a torch optimizer imports torch._dynamo, about a second)."""
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+            for p, state in self.adam_state().items():
+                self._optimizer.state[p] = state  # the same tensors, updated in place by both
         for group in self._optimizer.param_groups:
             group["lr"] = lr
         return self._optimizer
@@ -184,13 +201,13 @@ class LSTMbyHand(nn.Module):
         )
         epochs = _FixedBatches(batches) if fixed_order else batches
         self.train()
-        optimizer = self.optimizer(lr)
         rule = ConvergenceRule(tol, patience)
         bar = tqdm(total=max_epoch, disable=not progress, desc="train", unit="epoch")
         if fixed_order and self._can_fit_natively():
-            losses = self._fit_native(epochs.batches, optimizer, max_epoch, tol, patience)
+            losses = self._fit_native(epochs.batches, lr, max_epoch, tol, patience)
             bar.update(len(losses))
         else:
+            optimizer = self.optimizer(lr)
             losses = []
             for _ in range(max_epoch):
                 batch_losses = []
@@ -214,30 +231,25 @@ class LSTMbyHand(nn.Module):
         on_cpu = self.lstm.weight_ih_l0.device.type == "cpu"
         return on_cpu and hasattr(native.compiled(), "fit_adam")
 
-    def _fit_native(self, batches, optimizer, max_epoch, tol, patience) -> list[float]:
+    def _fit_native(self, batches, lr, max_epoch, tol, patience) -> list[float]:
         """The same loop as the Python one, compiled: see `nn/csrc/` and its equality tests."""
         params = list(self.parameters())
-        for p in params:
-            state = optimizer.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0)
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-        group = optimizer.param_groups[0]
+        states = self.adam_state()
+        group = self._optimizer.param_groups[0] if self._optimizer else ADAM_DEFAULTS
         xs = [self.as_batch(x).contiguous() for x, _ in batches]
         ys = [
             self._targets(y, x.shape[0]).contiguous() for x, (_, y) in zip(xs, batches, strict=True)
         ]
-        step = int(optimizer.state[params[0]]["step"])
+        step = int(states[params[0]]["step"])
         with torch.no_grad():
             losses, step = native.compiled().fit_adam(
                 xs,
                 ys,
                 [p.data for p in params],
-                [optimizer.state[p]["exp_avg"] for p in params],
-                [optimizer.state[p]["exp_avg_sq"] for p in params],
+                [states[p]["exp_avg"] for p in params],
+                [states[p]["exp_avg_sq"] for p in params],
                 step,
-                group["lr"],
+                lr,
                 group["betas"][0],
                 group["betas"][1],
                 group["eps"],
@@ -246,7 +258,7 @@ class LSTMbyHand(nn.Module):
                 patience,
             )
         for p in params:
-            optimizer.state[p]["step"].fill_(step)
+            states[p]["step"].fill_(step)
         return losses.tolist()
 
 
