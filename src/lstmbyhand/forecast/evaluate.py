@@ -1,4 +1,4 @@
-"""Forecast accuracy on the test split: the model against the naive and seasonal-naive forecasts.
+"""Forecast accuracy on the test split: the model against naive, seasonal naive and statsforecast.
 
 For targets y (K, H) and forecasts ŷ (K, H), over all K·H pairs:
 
@@ -11,6 +11,12 @@ For targets y (K, H) and forecasts ŷ (K, H), over all K·H pairs:
 Baselines, for a window whose last input is at t:
     naive           ŷ_{t+h} = y_t
     seasonal_naive  ŷ_{t+h} = y_{t+h-m·⌈h/m⌉}         (the same season's last observed value)
+    AutoETS, AutoARIMA, AutoTheta                      (statsforecast, season m, fitted once on
+                                                        train + validation; see baselines.py)
+
+The statistical models see the parts before the test split, so they are scored on the test split
+only. Every forecaster is scored on exactly the model's test points: the same origins, the same
+horizon. `best` names the one with the lowest MAE.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import math
 import numpy as np
 import torch
 
+from lstmbyhand.forecast.config import STATISTICAL
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.prepare import Prepared
+from lstmbyhand.forecast.windows import windows
 
 METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -60,32 +68,62 @@ def seasonal_naive(values: np.ndarray, at: np.ndarray, horizon: int, season: int
 
 
 @torch.no_grad()
-def predict(model: Forecaster, prep: Prepared, x: np.ndarray) -> np.ndarray:
-    """Forecasts in original units (K, H) for raw input windows x (K, W)."""
-    xs = torch.as_tensor(prep.scaler.transform(x), dtype=torch.float32)  # (K, W)
+def predict(model: Forecaster, prep: Prepared, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The model's forecasts in original units (K, H) from the origins `at` (K,) of `values`."""
+    x = windows(values, at, prep.window, 0)[0]  # (K, W)
+    xs = torch.as_tensor(prep.inputs(values, at), dtype=torch.float32)  # (K, W [+ H])
     ys = model(xs).double().numpy()  # (K, H)
     return prep.scaler.inverse(ys, x)
 
 
-def evaluate(model: Forecaster, prep: Prepared, season: int, part: str = "test") -> dict:
-    """Metrics of the model and the baselines on one part; JSON-ready."""
-    values = prep.series.values
-    at = prep.origins[part]
-    x, y = prep.raw(part)  # (K, W), (K, H)
-    scale = mase_scale(values[: prep.split.n_train], season)
-    forecasts = {"model": predict(model, prep, x), "naive": naive(values, at, prep.horizon)}
+def forecasts(
+    model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
+) -> dict[str, np.ndarray]:
+    """Every forecaster's forecasts (K, H) from the part's origins; the statistical models only
+    on the test split and with `baselines`."""
+    values, at, H = prep.series.values, prep.origins[part], prep.horizon
+    out = {"model": predict(model, prep, values, at), "naive": naive(values, at, H)}
     if season:
-        forecasts["seasonal_naive"] = seasonal_naive(values, at, prep.horizon, season)
-    table = {name: metrics(y, f, scale) for name, f in forecasts.items()}
+        out["seasonal_naive"] = seasonal_naive(values, at, H, season)
+    if baselines and part == "test":
+        out.update(prep.statistical.at(values, at, H))
+    return out
+
+
+def evaluate(
+    model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
+) -> dict:
+    """Metrics of the model and the baselines on one part; JSON-ready."""
+    y = prep.raw(part)[1]  # (K, H)
+    scale = mase_scale(prep.series.values[: prep.split.n_train], season)
+    table = {
+        name: metrics(y, f, scale)
+        for name, f in forecasts(model, prep, season, part, baselines).items()
+    }
     return {
         "metrics": table,
+        "best": min(table, key=lambda name: table[name]["mae"]),
         "split": part,
-        "windows": int(len(at)),
+        "windows": int(len(y)),
         "points": int(y.size),
         "horizon": prep.horizon,
         "season": season,
+        "base": prep.base,
         "mase_scale": scale,
     }
+
+
+def verdict(result: dict) -> str:
+    """One line: which forecaster won, and the model against the best statistical one."""
+    table = result["metrics"]
+    best = result["best"]
+    line = f"best: {best} (MAE {table[best]['mae']:.4g})"
+    stats = [n for n in STATISTICAL if n in table]
+    if stats:
+        rival = min(stats, key=lambda n: table[n]["mae"])
+        ratio = table["model"]["mae"] / table[rival]["mae"]
+        line += f"; model / best statistical ({rival}) MAE = {ratio:.3f}"
+    return line
 
 
 def format_table(result: dict) -> str:

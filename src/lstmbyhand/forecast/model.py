@@ -1,12 +1,19 @@
-"""The forecaster: our LSTM over a window of scaled values, then a linear head for the horizon.
+"""The forecaster: our LSTM over a window of scaled values, a linear head, plus a statistical base.
 
-    x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> y' (B, horizon)
+    x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> r' (B, horizon)
+    y' = b' + r'            b' (B, horizon): the base forecast, scaled like the window (`--base`)
 
-The head starts at zero, so the untrained model outputs y' = 0: with `last` scaling that is exactly
-the naive forecast (the last value), with `window` the window's mean, with `global` the train mean.
-Training starts from that baseline, and early stopping keeps it (epoch 0) unless an epoch beats it
-on the validation part. All H forecasts come out at once (direct multi-output); `forecast.py` feeds them back in for more
-steps than the horizon. Built from `ModelConfig`, which is saved in every run's config.json.
+The network learns the residual of a statistical forecast (the median of AutoETS, AutoARIMA and
+AutoTheta by default, see `baselines.py`; Smyl's ES-RNN joined exponential smoothing and an LSTM
+the same way). The head starts at zero, so the untrained model IS the base forecast; early
+stopping keeps it (epoch 0) unless an epoch beats it on the validation part. With `--base none`
+there is no b' and the untrained model is the scaling's own baseline: the last value for `last`,
+the window's mean for `window`, the train mean for `global`.
+
+The inputs are one tensor, the window's W scaled values followed by the base's H scaled forecasts:
+x (B, W + H), or x (B, W) without a base. All H forecasts come out at once (direct multi-output);
+`recursive.py` feeds them back in for more steps than the horizon. Built from `ModelConfig`, which
+is saved in every run's config.json.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from lstmbyhand.nn import LSTM
 
 
 class Forecaster(nn.Module):
-    """LSTM(1 -> hidden, layers, dropout between layers) + Linear(hidden -> horizon)."""
+    """LSTM(1 -> hidden, layers, dropout between layers) + Linear(hidden -> horizon) [+ base]."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -29,19 +36,27 @@ class Forecaster(nn.Module):
             1, config.hidden, num_layers=config.layers, dropout=dropout, batch_first=True
         )
         self.head = nn.Linear(config.hidden, config.horizon)
-        nn.init.zeros_(self.head.weight)  # start as the scaling's baseline: y' = 0
+        nn.init.zeros_(self.head.weight)  # start as the baseline: r' = 0
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def inputs(self) -> int:
+        """Values per input row: W, plus H base forecasts when there is a base."""
+        c = self.config
+        return c.window + (c.horizon if c.base != "none" else 0)
+
     def forward(self, x: Tensor) -> Tensor:
-        """x' (B, W) scaled inputs -> y' (B, horizon) scaled forecasts."""
-        if x.dim() != 2 or x.shape[1] != self.config.window:
+        """x (B, W [+ H]): scaled window [and base] -> y' (B, horizon) scaled forecasts."""
+        if x.dim() != 2 or x.shape[1] != self.inputs:
             raise ValueError(
-                f"expected inputs of shape (batch, {self.config.window}), got {tuple(x.shape)}"
+                f"expected inputs of shape (batch, {self.inputs}), got {tuple(x.shape)}"
             )
-        out, _ = self.lstm(x.unsqueeze(-1))  # (B, W, hidden)
-        return self.head(out[:, -1])  # (B, horizon)
+        W = self.config.window
+        out, _ = self.lstm(x[:, :W].unsqueeze(-1))  # (B, W, hidden)
+        residual = self.head(out[:, -1])  # (B, horizon)
+        return residual + x[:, W:] if x.shape[1] > W else residual
 
     @torch.no_grad()
     def trace(self, x: Tensor):
-        """The gate traces of our LSTM for inputs x' (B, W): [layer][direction] -> GateTrace."""
-        return self.lstm.trace(x.unsqueeze(-1))
+        """The gate traces of our LSTM for inputs x (B, W [+ H]): [layer][direction] -> GateTrace."""
+        return self.lstm.trace(x[:, : self.config.window].unsqueeze(-1))

@@ -1,16 +1,19 @@
-"""Settings + a series -> split, scaler and the windows of each part, ready for the network.
+"""Settings + a series -> split, scaler, base and the windows of each part, ready for the network.
 
 The same function serves training and every later command: `train` fits the scaler on the train
-part; `evaluate`, `forecast` and `inspect` pass the scaler saved in config.json instead.
+part; `evaluate`, `forecast` and `inspect` pass the scaler saved in config.json instead. The
+statistical models of the base (`--base`, see `baselines.py`) are fitted on everything before the
+test split (train + validation; the whole series when it is not split), on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from lstmbyhand.forecast.baselines import Statistical
 from lstmbyhand.forecast.config import TrainSettings
 from lstmbyhand.forecast.data import Series, read_series
 from lstmbyhand.forecast.scaling import Scaler
@@ -19,23 +22,42 @@ from lstmbyhand.forecast.windows import Split, make_split, split_origins, window
 
 @dataclass
 class Prepared:
-    """A split series, its scaler and the origins of the train / val / test windows."""
+    """A split series, its scaler, its base and the origins of the train / val / test windows."""
 
     series: Series
-    split: Split
+    split: Split | None
     scaler: Scaler
     origins: dict[str, np.ndarray]  # part -> (K,)
     window: int
     horizon: int
+    base: str = "none"  # ModelConfig.base
+    season: int = 0
+    statistical: Statistical = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = self.split.test_start if self.split else len(self.series)
+        self.statistical = Statistical(self.series.values[:n], self.season)
 
     def raw(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Raw inputs (K, W) and targets (K, H) of one part, in original units."""
         return windows(self.series.values, self.origins[part], self.window, self.horizon)
 
+    def inputs(self, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The network's inputs for origins `at` (K,) of `values`: the scaled window, then (with a
+        base) the base's forecasts scaled the same way: (K, W [+ H])."""
+        x = windows(values, at, self.window, 0)[0]  # (K, W)
+        xs = self.scaler.transform(x)  # (K, W)
+        if self.base == "none":
+            return xs
+        shift, scale = self.scaler.reference(x)  # (K, 1) each
+        base = self.statistical.base(self.base, values, at, self.horizon)  # (K, H)
+        return np.concatenate([xs, (base - shift) / scale], axis=1)
+
     def tensors(self, part: str, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled inputs (K, W) and targets (K, H) of one part, as tensors."""
+        """Network inputs (K, W [+ H]) and scaled targets (K, H) of one part, as tensors."""
         x, y = self.raw(part)
-        xs, ys = self.scaler.transform(x, y)
+        ys = self.scaler.transform(x, y)[1]
+        xs = self.inputs(self.series.values, self.origins[part])
         return torch.as_tensor(xs, dtype=dtype), torch.as_tensor(ys, dtype=dtype)
 
 
@@ -46,9 +68,15 @@ def load_series(
 
 
 def prepare(s: TrainSettings, series: Series, scaler: Scaler | None = None) -> Prepared:
-    """Split (before windowing), fit the scaler on the train part unless one is given, window."""
+    """Split (before windowing), fit the scaler on the train part unless one is given, window.
+
+    The season: `s.season`, or when None the one the time column's frequency suggests if it is
+    shorter than the training part (else 0)."""
     split = make_split(len(series), s.window, s.horizon, s.val_fraction, s.test_fraction)
     if scaler is None:
         scaler = Scaler.fit(s.scaling, series.values[: split.n_train])
     origins = split_origins(split, s.window, s.horizon)
-    return Prepared(series, split, scaler, origins, s.window, s.horizon)
+    season = s.season
+    if season is None:
+        season = series.season if series.season < split.n_train else 0
+    return Prepared(series, split, scaler, origins, s.window, s.horizon, s.base, season)

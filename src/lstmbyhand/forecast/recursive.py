@@ -1,6 +1,7 @@
 """Forecasts past the end of the data, recursively when asked for more steps than the horizon.
 
-    x = the last W values;  repeat: ŷ (H,) = model(x);  append ŷ;  x = the last W of (x, ŷ)
+    x = the last W values (and the base after them);  repeat: ŷ (H,) = model(x);  append ŷ;
+    x = the last W of (x, ŷ) (the base: its models' forecasts after the history and ŷ)
 
 until `steps` values exist (the last round's extra values are dropped). Forecasts are in the
 original units; time stamps continue the time column (see `data.continue_time`).
@@ -19,12 +20,11 @@ from lstmbyhand.forecast.prepare import Prepared
 
 def recursive_forecast(model: Forecaster, prep: Prepared, steps: int) -> np.ndarray:
     """The next `steps` values after the series: (steps,)."""
-    W = prep.window
-    history = list(prep.series.values[-W:])
+    history = list(prep.series.values)  # the base's models filter all of it
     out: list[float] = []
     while len(out) < steps:
-        x = np.asarray(history[-W:], dtype=np.float64)[None, :]  # (1, W)
-        yhat = predict(model, prep, x)[0]  # (H,)
+        values = np.asarray(history, dtype=np.float64)  # (n,)
+        yhat = predict(model, prep, values, np.array([len(values) - 1]))[0]  # (H,)
         out.extend(yhat.tolist())
         history.extend(yhat.tolist())
     return np.asarray(out[:steps])
