@@ -31,5 +31,5 @@ def test_default_model_beats_the_naive_forecast(tmp_path, file, target, rows):
         open(path, "w").write("\n".join(lines) + "\n")
     train(TrainSettings(path, target), tmp_path / "run", quiet=True)  # all defaults, seed 0
     model, settings, config, prep = open_run(tmp_path / "run")
-    m = evaluate(model, prep, config["season"])["metrics"]
+    m = evaluate(model, prep, config.season)["metrics"]
     assert m["model"]["mae"] < m["naive"]["mae"], m

@@ -74,13 +74,17 @@ def test_missing_tensor_file_is_a_user_error(tmp_path):
 def test_create_never_overwrites_a_run_without_force(tmp_path):
     run = RunDir(tmp_path / "run")
     run.create(force=False)
-    run.write_config({"model": {}, "data": {}})
+    run.write_config({"run_id": run.run_id, "model": {}, "data": {}})
+    run.unlock()
     with pytest.raises(UserError, match="--resume.*--force"):
         RunDir(tmp_path / "run").create(force=False)
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    RunDir(tmp_path / "run").create(force=True)
+    again = RunDir(tmp_path / "run")
+    assert "config.json" in again.create(force=True)
+    again.unlock()
     assert not (tmp_path / "run" / "config.json").exists()
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only run files are removed
+    assert again.run_id != run.run_id  # a new run, a new id
 
 
 def test_create_refuses_a_non_empty_foreign_directory(tmp_path):
@@ -96,6 +100,9 @@ def test_create_refuses_a_non_empty_foreign_directory(tmp_path):
 def test_incomplete_run_is_named(tmp_path):
     with pytest.raises(UserError, match="no run directory"):
         RunDir(tmp_path / "absent").require("config.json")
+    with pytest.raises(UserError, match="not a lstmbyhand run"):
+        RunDir(tmp_path).require("config.json")
+    RunDir(tmp_path).create(force=False)
     with pytest.raises(UserError, match="missing config.json, weights.safetensors"):
         RunDir(tmp_path).require("config.json", "weights.safetensors")
     (tmp_path / "config.json").write_text("{not json")

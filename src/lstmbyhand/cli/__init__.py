@@ -8,7 +8,10 @@
     lstmbyhand inspect RUN --data CSV               gate heatmaps over the last window
 
 Each subcommand lives in its own module and registers itself through `add_parser(subparsers)`;
-user mistakes become one line on stderr and exit code 2 (`UserError`), argparse's included.
+user mistakes become one line on stderr and exit code 2 (`UserError`), argparse's included. Flags
+must be spelled out (no abbreviations: `--fo` is not `--force`). SIGINT and SIGTERM, at any moment
+after start-up, end with one line and exit code 128 + the signal (see forecast/signals.py).
+Plots need no GUI: `lstmbyhand.forecast.plots` draws without pyplot, and `demo` sets the Agg backend.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ __all__ = ["UserError", "build_parser", "main"]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one `UserError` line (with the hint to --help)."""
+    """argparse, but a usage mistake is one `UserError` line (with the hint to --help), and no
+    abbreviated flags (subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UserError(f"{message}; see `{self.prog} --help`")
@@ -39,15 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lstmbyhand.forecast.signals import STOP
+
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     try:
-        return _main(argv)
+        with STOP:  # from here on a signal ends with one line, never a traceback or a bare -15
+            return _main(argv)
+    except KeyboardInterrupt:  # a signal in the last instant, after the command's own handling
+        return _interrupted("lstmbyhand", STOP)
     finally:  # commands may set torch's thread count: give a calling program its own back
         if threads is not None:
             sys.modules["torch"].set_num_threads(threads)
 
 
 def _main(argv: list[str] | None) -> int:
+    from lstmbyhand.forecast.signals import STOP
+
     parser = build_parser()
     command = "lstmbyhand"
     try:
@@ -61,10 +76,18 @@ def _main(argv: list[str] | None) -> int:
         print(f"{command}: {_one_line(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(command, STOP)
     except BrokenPipeError:  # `lstmbyhand forecast ... | head`
         return 0
+    except OSError as err:  # what the commands did not name themselves: still one line
+        where = f" {err.filename}" if err.filename else ""
+        print(f"{command}: error: cannot use{where} ({err.strerror or err})", file=sys.stderr)
+        return 2
+
+
+def _interrupted(command: str, stop) -> int:
+    print(f"{command}: stopped by {stop.name()} (interrupted)", file=sys.stderr)
+    return stop.exit_code()
 
 
 def _one_line(err: BaseException) -> str:

@@ -122,7 +122,15 @@ def plot_gates(model: LSTMbyHand, path: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     import matplotlib
 
-    matplotlib.use("Agg")
+    from lstmbyhand.errors import UserError
+
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr must be a positive number, got {args.lr}; try --lr 0.001")
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be a whole number ≥ 1, got {args.epochs}")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
+    matplotlib.use("Agg")  # the CLI draws to files only
     trained = train_both(args.epochs, args.lr, args.seed)
     print(prediction_table(trained))
     print(

@@ -1,8 +1,13 @@
-"""`lstmbyhand inspect RUN --data CSV [--plot FILE.png]`: gate activations over the last window."""
+"""`lstmbyhand inspect RUN --data CSV [--plot FILE.png]`: gate activations over the last window.
+
+The default plot, RUN/gates.png, is recorded in the run as lstmbyhand's own file (so
+`train --force` removes it with the run); --plot follows the rules of `forecast --plot`.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 GATES = ("input_gate", "forget_gate", "candidate", "output_gate", "cell", "hidden")
 
@@ -11,7 +16,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="gate heatmaps over the last window", description=__doc__)
     p.add_argument("run", help="run directory written by `lstmbyhand train`")
     p.add_argument("--data", required=True, help="CSV whose last window to look at")
-    p.add_argument("--plot", help="PNG to write (default: RUN/gates.png)")
+    p.add_argument("--plot", help="plot to write, .png, .svg, .pdf, ... (default: RUN/gates.png)")
     p.set_defaults(func=run)
 
 
@@ -21,22 +26,32 @@ def run(args: argparse.Namespace) -> int:
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import plots
     from lstmbyhand.forecast.restore import open_run
+    from lstmbyhand.forecast.rundir import RunDir
 
     use_threads(None)
 
+    rundir = RunDir(args.run)
+    inputs = [Path(args.data), *(rundir.path / n for n in rundir.own_files())]
+    if args.plot:
+        plots.check_plot(args.plot, "--plot", inputs)
     model, settings, _, prep = open_run(args.run, args.data, split=False)
     x = prep.series.values[-settings.window :][None, :]  # (1, W)
     xs = torch.as_tensor(prep.scaler.transform(x), dtype=torch.float32)  # (1, W)
     traces = model.trace(xs)  # [layer][direction] -> GateTrace, fields (T, 1, H)
-    path = args.plot or f"{args.run}/gates.png"
     print(f"gate activations over the last {settings.window} values, mean (min..max) per gate:")
     for layer, per_direction in enumerate(traces):
         trace = per_direction[0]
         maps = {g: getattr(trace, g)[:, 0].detach().cpu().double().numpy() for g in GATES}  # (T, H)
         for g, a in maps.items():
             print(f"  layer {layer} {g:<12} {a.mean():+.3f} ({a.min():+.3f}..{a.max():+.3f})")
-        out = path if len(traces) == 1 else _suffixed(path, layer)
-        plots.gate_heatmaps(maps, f"{settings.target}: layer {layer}, last window", out)
+        title = f"{settings.target}: layer {layer}, last window"
+        if args.plot:
+            out = args.plot if len(traces) == 1 else _suffixed(args.plot, layer)
+            plots.gate_heatmaps(maps, title, out, inputs)
+        else:  # the run's own file
+            out = str(rundir.file("gates.png" if len(traces) == 1 else f"gates-layer{layer}.png"))
+            rundir.remember(Path(out).name)
+            plots.gate_heatmaps(maps, title, out, run_file=True)
         print(f"wrote {out}")
     return 0
 

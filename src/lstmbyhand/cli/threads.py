@@ -1,8 +1,10 @@
-"""One module per forecasting subcommand, each with `add_parser(subparsers)` and `run(args)`."""
+"""torch's thread count for the forecasting commands: --threads, else OMP_NUM_THREADS, else 1."""
 
 from __future__ import annotations
 
 import os
+
+from lstmbyhand.errors import UserError
 
 
 def use_threads(n: int | None) -> None:
@@ -12,5 +14,12 @@ def use_threads(n: int | None) -> None:
     import torch
 
     if n is None:
-        n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-    torch.set_num_threads(max(1, n))
+        text = os.environ.get("OMP_NUM_THREADS", "").strip() or "1"
+        try:
+            n = int(text)
+        except ValueError:
+            raise UserError(
+                f"OMP_NUM_THREADS must be a whole number ≥ 1, got {text!r}; unset it or set e.g. "
+                "OMP_NUM_THREADS=1"
+            ) from None
+    torch.set_num_threads(max(1, min(n, 1024)))  # 10**30 threads would overflow torch's int

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
 from lstmbyhand.forecast.config import DEVICES, TrainSettings
 
 FLAGS = {  # field: (type, help)
-    "time": (str, "time column (default: the first column, when it holds dates or numbers)"),
+    "time": (str, "time column; '' for none (default: the first column, when it holds dates or "
+             "numbers)"),
     "window": (int, "input window length"),
     "horizon": (int, "steps forecast at once"),
     "hidden": (int, "LSTM hidden size"),
@@ -31,6 +33,9 @@ FLAGS = {  # field: (type, help)
     "fill": (str, "missing values: none (refuse), interpolate, ffill, drop"),
     "scaling": (str, "window: scale each window by its own mean and spread; last: "
                 "predict the change from the last value; global: the train part's mean and std"),
+    "base": (str, "statistical forecast the network learns the residual of: median (of AutoETS, "
+             "AutoARIMA, AutoTheta), mean, one of them, or none"),
+    "multistep": (str, "horizon > 1: recursive (one step, fed back in) or direct (all at once)"),
     "clip": (float, "clip the gradient norm to this; 0: no clipping"),
     "seed": (int, "random seed; the same seed gives the same run on the same machine"),
     "device": (str, "auto, cpu or cuda"),
@@ -62,6 +67,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainSettings, set[str
     return TrainSettings(**values), given - {"data"}
 
 
+def default_out(data: str, target: str) -> str:
+    """runs/<file>-<target>, the names reduced to safe characters: always a folder inside runs/."""
+    name = re.sub(r"[^\w.-]+", "_", f"{Path(data).stem}-{target}").strip("._") or "run"
+    return str(Path("runs") / name)
+
+
 def run(args: argparse.Namespace) -> int:
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import distributed
@@ -69,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     use_threads(args.threads)
     settings, given = settings_from_args(args)
-    out = args.out or str(Path("runs") / f"{Path(args.data).stem}-{args.target}")
+    out = args.out or default_out(args.data, args.target)
     distributed.init_from_env(settings.device)  # under torchrun: join the process group
     try:
         result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 from lstmbyhand.errors import UserError
@@ -14,20 +15,33 @@ from lstmbyhand.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 FILL_METHODS = ("none", "interpolate", "ffill", "drop")  # how data.py treats missing values
 SCALINGS = ("global", "last", "window")  # scaling.py's kinds
+STATISTICAL = ("AutoETS", "AutoARIMA", "AutoTheta")  # baselines.py's statsforecast models
+BASES = ("median", "mean", *STATISTICAL, "none")  # what the network learns the residual of
+MULTISTEPS = ("recursive", "direct")  # horizon > 1: one step fed back in, or all H at once
 
 RESUMABLE = ("epochs", "patience", "device", "data")
 
 
+def _whole(flag: str, value: object, least: int, example: str = "") -> None:
+    """A whole number ≥ least (bool is not a number here), else a `UserError` naming the flag."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        hint = f"; pass e.g. --{flag} {example}" if example else ""
+        raise UserError(f"--{flag} must be a whole number ≥ {least}, got {value!r}{hint}")
+
+
+def _real(flag: str, value: object) -> float:
+    """A real number (int or float, not bool, not text), else a `UserError` naming the flag."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"--{flag} must be a number, got {value!r}")
+    return float(value)
+
+
 def check_settings(window: int, horizon: int, val_fraction: float, test_fraction: float) -> None:
     """Reject settings no split can satisfy, naming the setting and the range it must be in."""
-    if not isinstance(window, int) or window < 1:
-        raise UserError(f"window must be a whole number ≥ 1, got {window!r}; pass e.g. --window 12")
-    if not isinstance(horizon, int) or horizon < 1:
-        raise UserError(
-            f"horizon must be a whole number ≥ 1, got {horizon!r}; pass e.g. --horizon 1"
-        )
+    _whole("window", window, 1, "12")
+    _whole("horizon", horizon, 1, "1")
     for name, value in (("val-fraction", val_fraction), ("test-fraction", test_fraction)):
-        if not 0.0 < value < 1.0:
+        if not 0.0 < _real(name, value) < 1.0:
             raise UserError(f"--{name} must be between 0 and 1 (exclusive), got {value}")
     if val_fraction + test_fraction >= 1.0:
         raise UserError(
@@ -36,42 +50,87 @@ def check_settings(window: int, horizon: int, val_fraction: float, test_fraction
         )
 
 
-@dataclass(frozen=True)
+def _memory_bytes() -> int:
+    """Physical memory of this machine (0 when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+@dataclass
 class ModelConfig:
-    """The settings that fix the model's shape."""
+    """The settings that fix the model's shape (defined here once; `TrainSettings` inherits them)."""
 
     window: int = 12
     horizon: int = 1
     hidden: int = 32
     layers: int = 1
     dropout: float = 0.0
+    base: str = "median"  # the statistical forecast the head adds to (baselines.py); none: no base
+    multistep: str = "recursive"  # recursive: the head gives 1 step, fed back in; direct: all H
+
+    @property
+    def outputs(self) -> int:
+        """Forecasts per forward pass: 1 (recursive) or the horizon (direct)."""
+        return 1 if self.multistep == "recursive" else self.horizon
+
+    def parameters(self) -> int:
+        """Number of weights: per layer 4H(I + H) + 8H (two biases), I = 1 then H; head H·O + O
+        (O = `outputs`)."""
+        H = self.hidden
+        lstm = 4 * H * (1 + H) + 8 * H + (self.layers - 1) * (4 * H * 2 * H + 8 * H)
+        return lstm + H * self.outputs + self.outputs
+
+    def check_model(self) -> None:
+        """Raise a `UserError` naming the first impossible shape, or one too big for this machine."""
+        _whole("window", self.window, 1, "12")
+        _whole("horizon", self.horizon, 1, "1")
+        _whole("hidden", self.hidden, 1)
+        _whole("layers", self.layers, 1)
+        dropout = _real("dropout", self.dropout)
+        if not (math.isfinite(dropout) and 0.0 <= dropout < 1.0):
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.base not in BASES:
+            raise UserError(f"--base must be one of {', '.join(BASES)}, got {self.base!r}")
+        if self.multistep not in MULTISTEPS:
+            raise UserError(
+                f"--multistep must be one of {', '.join(MULTISTEPS)}, got {self.multistep!r}"
+            )
+        # weights, gradients, Adam's two moments, the best copy and a checkpoint copy: 6 float32 each
+        need, have = 6 * 4 * self.parameters(), _memory_bytes()
+        if have and need > have:
+            raise UserError(
+                f"--hidden {self.hidden} with --layers {self.layers} needs {self.parameters():,} "
+                f"weights, at least {need / 2**30:.1f} GiB, more than this machine's "
+                f"{have / 2**30:.1f} GiB; choose a smaller --hidden or --layers"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(
-            int(d["window"]),
-            int(d["horizon"]),
-            int(d["hidden"]),
-            int(d["layers"]),
-            float(d["dropout"]),
-        )
+        config = cls(**{f.name: d[f.name] for f in fields(ModelConfig)})
+        config.check_model()
+        return config
 
 
 @dataclass
-class TrainSettings:
-    """A training run's settings; the defaults are the CLI's defaults."""
+class DataSource:
+    """The file and the column to forecast: the two settings without a default."""
 
     data: str
     target: str
+
+
+@dataclass
+class TrainSettings(ModelConfig, DataSource):
+    """A training run's settings: data, target, the model's shape (`ModelConfig`), then how to train.
+
+    The defaults are the CLI's defaults."""
+
     time: str | None = None
-    window: int = 12
-    horizon: int = 1
-    hidden: int = 32
-    layers: int = 1
-    dropout: float = 0.0
     epochs: int = 300
     batch_size: int = 32
     lr: float = 0.005
@@ -87,26 +146,38 @@ class TrainSettings:
 
     @property
     def model(self) -> ModelConfig:
-        return ModelConfig(self.window, self.horizon, self.hidden, self.layers, self.dropout)
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
 
     def check(self) -> None:
         """Raise a `UserError` naming the first impossible setting."""
+        for name in ("data", "target"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"{name} must be text, got {getattr(self, name)!r}")
+        if self.time is not None and not isinstance(self.time, str):
+            raise UserError(f"--time must be a column name, got {self.time!r}")
         check_settings(self.window, self.horizon, self.val_fraction, self.test_fraction)
-        positive_int = {"hidden": self.hidden, "layers": self.layers, "epochs": self.epochs}
-        positive_int["batch-size"] = self.batch_size
-        for flag, value in positive_int.items():
-            if not isinstance(value, int) or value < 1:
-                raise UserError(f"--{flag} must be a whole number ≥ 1, got {value!r}")
-        for flag, value in {"patience": self.patience, "seed": self.seed}.items():
-            if not isinstance(value, int) or value < 0:
-                raise UserError(f"--{flag} must be a whole number ≥ 0, got {value!r}")
-        if self.season is not None and (not isinstance(self.season, int) or self.season < 0):
-            raise UserError(f"--season must be a whole number ≥ 0 (0: none), got {self.season!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        self.check_model()
+        for flag in ("epochs", "batch_size"):
+            _whole(flag.replace("_", "-"), getattr(self, flag), 1)
+        # the backward keeps ~12 values per unit, step, layer and window of a batch (float32)
+        batch = min(self.batch_size, 2**20)
+        need, have = 48 * batch * self.window * self.layers * self.hidden, _memory_bytes()
+        if have and need > have:
+            raise UserError(
+                f"--batch-size {batch} x --window {self.window} x --layers {self.layers} x "
+                f"--hidden {self.hidden} needs at least {need / 2**30:.1f} GiB for one batch, more "
+                f"than this machine's {have / 2**30:.1f} GiB; make one of them smaller"
+            )
+        _whole("patience", self.patience, 0)
+        _whole("seed", self.seed, 0)
+        if self.seed >= 2**63:
+            raise UserError(f"--seed must be below 2**63, got {self.seed}")
+        if self.season is not None:
+            _whole("season", self.season, 0, "12 (0: none)")
+        lr, clip = _real("lr", self.lr), _real("clip", self.clip)
+        if not (math.isfinite(lr) and lr > 0):
             raise UserError(f"--lr must be a positive number, got {self.lr}; try --lr 0.005")
-        if not (math.isfinite(self.dropout) and 0.0 <= self.dropout < 1.0):
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not (math.isfinite(self.clip) and self.clip >= 0.0):
+        if not (math.isfinite(clip) and clip >= 0.0):
             raise UserError(f"--clip must be ≥ 0 (0: no clipping), got {self.clip}")
         choices = {"fill": (self.fill, FILL_METHODS), "scaling": (self.scaling, SCALINGS)}
         choices["device"] = (self.device, DEVICES)
@@ -114,10 +185,78 @@ class TrainSettings:
             if value not in allowed:
                 raise UserError(f"--{flag} must be one of {', '.join(allowed)}, got {value!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> TrainSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+RUN_FORMAT = 2  # the layout of config.json and the run directory; a run of any other is refused
+
+
+@dataclass
+class RunConfig:
+    """A run's config.json: the settings as resolved, the data it was trained on, its scaler.
+
+    `run_id` is drawn at creation and written into every file of the run, so a file copied from
+    another run is recognized. `format` is checked on load: a run of another format is refused.
+    """
+
+    run_id: str
+    settings: TrainSettings
+    data: dict  # path, sha256, target, time, freq, length
+    split: dict  # n_train, n_val, n_test
+    scaler: dict  # kind, center, scale
+    season: int
+    device: str
+    world_size: int
+    versions: dict
+    format: int = RUN_FORMAT
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.settings.model
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "run_id": self.run_id,
+            "settings": self.settings.to_dict(),
+            "model": self.model.to_dict(),
+            "data": self.data,
+            "split": self.split,
+            "scaler": self.scaler,
+            "season": self.season,
+            "device": self.device,
+            "world_size": self.world_size,
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_dict(cls, d: object, where: str) -> RunConfig:
+        """Check and rebuild a config read from `where`; any problem is one `UserError` naming it."""
+        fix = "train the run again (or restore the file from a backup)"
+        if not isinstance(d, dict):
+            raise UserError(f"{where} is not a lstmbyhand run config (not a JSON object); {fix}")
+        if d.get("format") != RUN_FORMAT:
+            raise UserError(
+                f"{where} has run format {d.get('format')!r}, this lstmbyhand reads format "
+                f"{RUN_FORMAT}; {fix}"
+            )
+        kinds = {"run_id": str, "settings": dict, "model": dict, "data": dict, "split": dict,
+                 "scaler": dict, "season": int, "device": str, "world_size": int,
+                 "versions": dict}  # fmt: skip
+        for key, kind in kinds.items():
+            if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
+                raise UserError(f"{where}: {key!r} is missing or not a {kind.__name__}; {fix}")
+        try:
+            settings = TrainSettings.from_dict(d["settings"])
+            settings.check()
+        except (TypeError, UserError) as err:
+            raise UserError(f"{where} holds impossible settings ({err}); {fix}") from None
+        if d["model"] != settings.model.to_dict():
+            raise UserError(f"{where}: 'model' disagrees with 'settings'; {fix}")
+        if d["season"] < 0 or d["world_size"] < 1:
+            raise UserError(f"{where}: 'season' or 'world_size' out of range; {fix}")
+        fields_ = {k: d[k] for k in kinds if k != "model"}
+        return cls(**{**fields_, "settings": settings})

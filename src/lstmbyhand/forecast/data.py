@@ -12,7 +12,11 @@ the CLI prints it as one line. Windows and scalers live in `windows.py` and `sca
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,8 @@ import pandas as pd
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import FILL_METHODS
 
+LARGEST = 1e150  # |values| beyond: squares (losses, RMSE, the scaler's spread) overflow float64
+SMALLEST = 1e-150  # nonzero |values| below: their squares underflow to 0 (RMSE 0 for any model)
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-", "?"})
 
 # pandas frequency prefix -> the usual season length (observations per cycle)
@@ -40,6 +46,7 @@ class Series:
     path: str
     target: str
     time_column: str | None
+    sha256: str = ""  # of the file's bytes as read (a pipe cannot be read twice)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -53,21 +60,38 @@ class Series:
         return SEASON_OF_FREQ.get(base, 0)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV as text cells (nothing converted yet), or raise a `UserError` saying why not."""
+def read_data(path: str | Path) -> bytes:
+    """The file's bytes, read once (pipes and /dev/stdin too), or a `UserError` saying why not."""
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"no such file: {p}; check the path")
-    if p.is_dir():
-        raise UserError(f"{p} is a directory, not a CSV file; pass the CSV file inside it")
-    if p.stat().st_size == 0:
-        raise UserError(f"{p} is empty; expected a CSV file with a header row and data rows")
     try:
-        table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+        mode = os.stat(p).st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{p} is a directory, not a CSV file; pass the CSV file inside it")
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no such file: {p}; check the path") from None
     except PermissionError:
         raise UserError(
             f"cannot read {p}: permission denied; check the file's permissions"
         ) from None
+    except OSError as err:
+        raise UserError(f"cannot read {p} ({err.strerror}); check the path") from None
+    if not data:
+        kind = (
+            "is empty" if stat.S_ISREG(mode) else "gave no data (a pipe or device read to its end)"
+        )
+        raise UserError(f"{p} {kind}; expected a CSV file with a header row and data rows")
+    return data
+
+
+def read_table(path: str | Path, data: bytes | None = None) -> pd.DataFrame:
+    """Read a CSV as text cells (nothing converted yet), or raise a `UserError` saying why not."""
+    p = Path(path)
+    data = read_data(p) if data is None else data
+    try:
+        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig").split("\n", 1)[0])), [])
+        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
+                            skipinitialspace=True)  # fmt: skip
     except UnicodeDecodeError:
         raise UserError(f"cannot read {p}: it is not UTF-8 text; save it as a UTF-8 CSV") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as err:
@@ -77,6 +101,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
         ) from None
     if len(table.columns) == 0 or len(table) == 0:
         raise UserError(f"{p} has no data rows; expected a header row and at least one data row")
+    names = [str(c).strip() for c in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        where = [k + 1 for k, n in enumerate(names) if n == twice[0]]
+        raise UserError(
+            f"{p} has the column name {twice[0]!r} more than once (columns "
+            f"{', '.join(map(str, where))}); rename the columns so each name is unique"
+        )
     table.columns = [str(c).strip() for c in table.columns]
     return table
 
@@ -97,14 +129,15 @@ def read_series(
     """
     if fill not in FILL_METHODS:
         raise UserError(f"unknown fill method {fill!r}; choose one of {', '.join(FILL_METHODS)}")
-    table = read_table(path)
+    data = read_data(path)
+    table = read_table(path, data)
     columns = list(table.columns)
     if target not in columns:
         raise UserError(
             f"no column {target!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
             + (column_hint or "pass one of them with --target")
         )
-    if time is not None and time not in columns:
+    if time is not None and time != "" and time not in columns:
         raise UserError(
             f"no column {time!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
             + (column_hint or "pass one of them with --time, or leave --time out")
@@ -118,7 +151,9 @@ def read_series(
         keep = ~np.isnan(values)
 
     time_column, stamps = None, None
-    if time is not None:
+    if time == "":  # asked for no time column
+        pass
+    elif time is not None:
         time_column, stamps = time, parse_time(table[time][keep], time, strict=True)
     elif columns[0] != target:
         stamps = parse_time(table[columns[0]][keep], columns[0], strict=False)
@@ -127,8 +162,23 @@ def read_series(
     values = fill_missing(values, fill)[keep] if fill != "drop" else values[keep]
     if len(values) == 0:
         raise UserError(f"column {target!r} in {path} has no values left; check the file")
+    check_magnitude(values, target)
     freq = infer_freq(stamps) if stamps is not None else None
-    return Series(values, stamps, freq, str(path), target, time_column)
+    digest = hashlib.sha256(data).hexdigest()
+    return Series(values, stamps, freq, str(path), target, time_column, digest)
+
+
+def check_magnitude(values: np.ndarray, column: str) -> None:
+    """Refuse values whose squares overflow or underflow float64 (see LARGEST, SMALLEST)."""
+    size = np.abs(values)
+    bad = np.flatnonzero((size > LARGEST) | ((size < SMALLEST) & (size > 0)))
+    if len(bad):
+        row = int(bad[0])
+        raise UserError(
+            f"value {values[row]:g} in column {column!r} at row {row + 1} is outside what training "
+            f"can square in float64 (1e-150 to 1e150 in size); rescale the column (e.g. divide "
+            "every value by a power of ten)"
+        )
 
 
 def parse_numbers(cells: pd.Series, column: str, fill: str) -> np.ndarray:
@@ -173,7 +223,10 @@ def fill_missing(values: np.ndarray, fill: str) -> np.ndarray:
 
 
 def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex | np.ndarray | None:
-    """Numbers (years, step counts) or dates, strictly increasing. Not strict: None if unusable."""
+    """Numbers (years, step counts) or dates, strictly increasing.
+
+    Not strict (the first column, auto-detected): None when the cells are not times or numbers;
+    times or numbers out of order are an error either way (never dropped or used in file order)."""
     text = cells.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     if not numbers.isna().any():
@@ -183,8 +236,30 @@ def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex 
         order = np.diff(stamps)
     else:
         try:
-            stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="raise", format="mixed"))
-        except (ValueError, TypeError, OverflowError):
+            with warnings.catch_warnings():  # pandas 2 warns about mixed offsets: refused below
+                warnings.simplefilter("ignore")
+                parsed = pd.to_datetime(text, errors="raise", format="mixed")
+            if parsed.dtype == object:
+                offsets = sorted({str(getattr(t, "tzinfo", None)) for t in parsed})
+                raise UserError(
+                    f"time column {column!r} mixes time zones or offsets ({', '.join(offsets[:3])}"
+                    "); write every time in one offset or in UTC (e.g. 2024-01-01T00:00Z)"
+                )
+            stamps = pd.DatetimeIndex(parsed)
+        except (ValueError, TypeError, OverflowError) as err:
+            if isinstance(err, UserError):
+                raise
+            if not strict:
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+            bad = np.flatnonzero(pd.isna(parsed))
+            if not len(bad):
+                raise UserError(
+                    f"time column {column!r} cannot be read as times ({err}); check the column"
+                ) from None
+            row = int(bad[0])
             if not strict:
                 return None
             parsed = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -206,13 +281,14 @@ def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex 
         order = np.diff(stamps.asi8)
     not_increasing = np.flatnonzero(order <= 0)
     if len(not_increasing):
-        if not strict:
-            return None
         row = int(not_increasing[0]) + 1
+        what = "repeats" if order[row - 1] == 0 else "goes back"
+        guessed = "" if strict else " (the first column, taken as the time column)"
         raise UserError(
-            f"time column {column!r} is not strictly increasing at row {row + 1} "
-            f"({text.iloc[row - 1]!r} then {text.iloc[row]!r}); sort the file by time "
+            f"time column {column!r}{guessed} {what} at row {row + 1} ({text.iloc[row - 1]!r} "
+            f"then {text.iloc[row]!r}): it is not strictly increasing; sort the file by time "
             "and remove duplicate rows"
+            + ("" if strict else ", or pass --time '' for no time column")
         )
     return stamps
 

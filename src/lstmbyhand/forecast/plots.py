@@ -1,44 +1,90 @@
-"""Every figure the CLI writes: loss curves, forecasts, gate heatmaps. PNG files, no window."""
+"""Every figure the CLI writes: loss curves, forecasts, gate heatmaps. No window, no backend switch.
+
+Figures are built with matplotlib's object API (`matplotlib.figure.Figure`), which renders without
+pyplot: importing this module or drawing with it leaves the caller's backend and pyplot alone.
+The file format follows the path's extension, among those matplotlib writes (`plot_format`); a
+path without one gets PNG; any other extension is refused with the list.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from lstmbyhand.forecast.rundir import atomic_write  # noqa: E402
+from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.files import atomic_write, check_output, write_output
 
 
-def _save(fig, path: str | Path) -> None:
+def formats() -> dict[str, str]:
+    """Extension -> description of every format matplotlib can write."""
+    return dict(FigureCanvasBase.get_supported_filetypes())
+
+
+def plot_format(path: str | Path, flag: str = "--plot") -> str:
+    """The format for `path`'s extension (PNG without one), or a `UserError` listing the choices."""
+    suffix = Path(str(path)).suffix.lower().lstrip(".")
+    if not suffix or str(path) == "-":
+        return "png"
+    if suffix not in formats():
+        raise UserError(
+            f"{flag} {path}: matplotlib cannot write .{suffix} files; use one of "
+            f"{', '.join('.' + f for f in sorted(formats()))}"
+        )
+    return suffix
+
+
+def check_plot(path: str, flag: str = "--plot", protected: Iterable[Path] = ()) -> None:
+    """Refuse a plot path before any work: unknown format, a command's input, a run's file."""
+    plot_format(path, flag)
+    check_output(path, flag, protected)
+
+
+def _render(fig: Figure, path: str | Path) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(Path(path), buf.getvalue())
+    fig.savefig(buf, format=plot_format(path), dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _save(
+    fig: Figure, path: str | Path, protected: Iterable[Path] = (), run_file: bool = False
+) -> None:
+    """A plot the user named: written as `files.write_output` does (never over an input); a run's
+    own file (run_file): atomically, in place."""
+    if run_file:
+        atomic_write(Path(path), _render(fig, path))
+    else:
+        write_output(str(path), _render(fig, path), "--plot", protected)
 
 
 def loss_curve(history: list[dict], path: str | Path) -> None:
-    """Train and validation loss per epoch (log scale), the best epoch marked."""
+    """Train and validation loss per epoch (log scale when all are positive), the best marked."""
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    train, val = [r["train_loss"] for r in history], [r["val_loss"] for r in history]
+    ax.plot(epochs, train, label="train")
+    ax.plot(epochs, val, label="validation")
     best = min(history, key=lambda r: r["val_loss"])
     ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
-    ax.set_yscale("log")
+    if min(train + val) > 0:  # a log axis needs positive values (a constant series has 0)
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (scaled)")
     ax.legend()
-    _save(fig, path)
+    _save(fig, path, run_file=True)
 
 
-def forecast(time, values, future_time, future, title: str, path: str | Path) -> None:
+def forecast(
+    time, values, future_time, future, title: str, path: str | Path, protected: Iterable[Path] = ()
+) -> None:
     """History (N,) and forecast (S,) against their time stamps."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
     ax.plot(time, values, label="history", color="C0")
     ax.plot(
         np.concatenate([time[-1:], future_time]),
@@ -50,13 +96,20 @@ def forecast(time, values, future_time, future, title: str, path: str | Path) ->
     ax.set_title(title)
     ax.legend()
     fig.autofmt_xdate()
-    _save(fig, path)
+    _save(fig, path, protected)
 
 
-def gate_heatmaps(traces: dict[str, np.ndarray], title: str, path: str | Path) -> None:
+def gate_heatmaps(
+    traces: dict[str, np.ndarray],
+    title: str,
+    path: str | Path,
+    protected: Iterable[Path] = (),
+    run_file: bool = False,
+) -> None:
     """One heatmap (H units x T steps) per gate or state; traces: name -> (T, H)."""
     names = list(traces)
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.6 * len(names) + 0.6), sharex=True)
+    fig = Figure(figsize=(8, 1.6 * len(names) + 0.6))
+    axes = fig.subplots(len(names), 1, sharex=True)
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         a = traces[name].T  # (H, T)
         signed = name in ("candidate", "cell", "hidden")
@@ -68,4 +121,4 @@ def gate_heatmaps(traces: dict[str, np.ndarray], title: str, path: str | Path) -
         fig.colorbar(im, ax=ax, pad=0.01)
     np.atleast_1d(axes)[-1].set_xlabel("time step in the window (oldest → newest)")
     np.atleast_1d(axes)[0].set_title(title)
-    _save(fig, path)
+    _save(fig, path, protected, run_file)

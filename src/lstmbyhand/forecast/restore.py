@@ -1,19 +1,22 @@
 """Open a finished run: rebuild the model from config.json, fill it from weights.safetensors.
 
-    model, settings, config, prepared = open_run("runs/air", data=None)
+    model, config, prepared = open_run("runs/air", data=None)
+    config.settings, config.season, config.scaler ...     # the typed `RunConfig`
 
-`data` replaces the run's data file (same columns expected); the run's scaler is kept, so the
-network sees inputs in the units it was trained on.
+Every file is checked before use (integrity, run id, format, dtypes, shapes, finite weights; see
+rundir.py). `data` replaces the run's data file (same columns expected); the run's scaler is kept,
+so the network sees inputs in the units it was trained on.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import torch
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.forecast.config import ModelConfig, TrainSettings
+from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
 from lstmbyhand.forecast.rundir import CONFIG, WEIGHTS, RunDir, load_model_weights
@@ -22,44 +25,62 @@ from lstmbyhand.forecast.scaling import Scaler
 
 def open_run(
     path: str | Path, data: str | None = None, split: bool = True
-) -> tuple[Forecaster, TrainSettings, dict, Prepared | None]:
+) -> tuple[Forecaster, TrainSettings, RunConfig, Prepared]:
     """The run's model (eval mode, CPU), settings, config and its data, prepared.
 
     split=False skips the train/val/test split (forecast and inspect only need the series).
     """
     run = RunDir(path)
     run.require(CONFIG, WEIGHTS)
-    config = run.read_config()
+    config = RunConfig.from_dict(run.read_config(), str(run.file(CONFIG)))
+    settings = config.settings
+    settings.time = config.data.get("time")  # the column actually used, even if auto-detected
+    if settings.time is None:
+        settings.time = ""  # none was used: do not guess one from other data
     try:
-        settings = TrainSettings.from_dict(config["settings"])
-        settings.time = config["data"]["time"]  # the column actually used, even if auto-detected
-        model_config = ModelConfig.from_dict(config["model"])
-        scaler = Scaler.from_dict(config["scaler"])
-    except (KeyError, TypeError, ValueError):
+        scaler = Scaler.from_dict(config.scaler, str(run.file(CONFIG)))
+        settings.data = str(config.data.get("path", settings.data))  # absolute: any cwd
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, UserError):
+            raise
         raise UserError(
             f"{run.file(CONFIG)} is incomplete or damaged; train the run again"
         ) from None
-    settings.data = str(config["data"].get("path", settings.data))  # absolute: any cwd
-    if data is None and not Path(settings.data).exists():
+    if data is None and not _regular(settings.data):
         raise UserError(
-            f"the run's data file {settings.data} is gone; pass the data with --data CSV"
+            f"the run's data file {settings.data} is gone (or was a pipe); pass the data with "
+            "--data CSV"
         )
     with torch.random.fork_rng(devices=[]):  # construction draws random numbers: not the caller's
-        model = Forecaster(model_config)
+        model = Forecaster(config.model)
     load_model_weights(model, run)
     model.eval()
     columns = " and ".join(repr(c) for c in (settings.target, settings.time) if c)
     series = load_series(settings, data, f"the run was trained on {columns}: give a CSV with them")
-    prepared = prepare(settings, series, scaler) if split else None
     if not split:
-        needed = settings.window
-        if len(series) < needed:
+        if len(series) < settings.window:
             raise UserError(
                 f"{data or settings.data} has {len(series)} values; the run needs at least "
-                f"{needed} (its --window) to forecast"
+                f"{settings.window} (its --window) to forecast"
             )
-    return model, settings, config, prepared if split else _unsplit(series, scaler, settings)
+        return model, settings, config, _unsplit(series, scaler, settings)
+    prepared = prepare(settings, series, scaler)
+    if config.season >= prepared.split.n_train:
+        raise UserError(
+            f"{data or settings.data} leaves {prepared.split.n_train} values for the training part, "
+            f"not more than the run's season {config.season}; use a longer series"
+        )
+    return model, settings, config, prepared
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(Path(path).stat().st_mode)
+    except OSError:
+        return False
 
 
 def _unsplit(series, scaler: Scaler, settings: TrainSettings) -> Prepared:
-    return Prepared(series, None, scaler, {}, settings.window, settings.horizon)
+    season = int(settings.season or 0)
+    return Prepared(series, None, scaler, {}, settings.window, settings.horizon, settings.base, season,
+                    settings.outputs)  # fmt: skip

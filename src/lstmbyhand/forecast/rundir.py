@@ -1,6 +1,8 @@
 """The run directory: everything a later command needs, written so that a crash never damages it.
 
     RUN/
+      .lstmbyhand-run      the marker: only lstmbyhand writes it; the run's format and random run id
+      .lock                held (an OS file lock) by the `train` process writing the run; its pid
       config.json          every resolved setting, data file and columns, scaler, versions, world_size
       weights.safetensors  the best weights (lowest validation loss)
       state.safetensors    the training state after the last finished epoch: current and best
@@ -10,20 +12,31 @@
       metrics.csv          epoch, train_loss, val_loss, lr, seconds (one row per finished epoch)
       loss.png             train and validation loss per epoch
 
-Every file is written to a temporary file in the same directory, flushed, fsynced and renamed over
-the old one (`atomic_write`): a crash at any moment leaves either the old file or the new one.
-Tensor files carry a SHA-256 of their tensors in their metadata; a file that does not match, or
-that safetensors cannot parse (truncated), is refused with a `UserError`, never loaded half-way.
+Every file is written atomically (`files.atomic_write`): a crash at any moment leaves either the old
+file or the new one. Integrity covers every byte a later command reads:
+- a tensor file's metadata holds the run id and one SHA-256 over its tensors (names, dtypes, shapes,
+  bytes), its JSON metadata and the run id; the file must also be exactly what `save_tensors` writes
+  for that content (so not even the header's padding can change);
+- config.json and the marker carry a SHA-256 of the rest of their content and must be byte for byte
+  the JSON this module writes;
+- metrics.csv must be the rendering of the state's history (one row behind after a kill, which the
+  next `train --resume` repairs).
+A file that fails any check, or holds another run's id, is refused with one `UserError` naming it.
 safetensors and JSON only: loading never runs code from a file (no pickle, no torch.load).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
+import math
 import os
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,7 +45,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.config import RUN_FORMAT
+from lstmbyhand.forecast.files import atomic_write, remove_stale_temporaries, write_error
 
+MARKER = ".lstmbyhand-run"
+LOCK = ".lock"
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 STATE = "state.safetensors"
@@ -40,107 +57,265 @@ METRICS = "metrics.csv"
 LOSS_PLOT = "loss.png"
 RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+FIX = "retrain, or restore the file from a backup"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+def tensors_digest(tensors: dict[str, torch.Tensor], *extra: str) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in name order, then each of `extra`."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for text in extra:
+        h.update(f"|{len(text)}|{text}".encode())
     return h.hexdigest()
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
-    """safetensors file with `meta` as JSON and the tensors' digest in its metadata; atomic."""
+def _tensor_file(tensors: dict[str, torch.Tensor], meta: dict, run_id: str) -> bytes:
+    """The file's exact bytes. One metadata key: safetensors writes several in random order."""
+    digest = tensors_digest(tensors, json.dumps(meta), run_id)
+    info = json.dumps({"run_id": run_id, "meta": meta, "sha256": digest}, allow_nan=False)
+    return st_save(tensors, metadata={"lstmbyhand": info})
+
+
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None, run_id: str = ""
+) -> None:
+    """safetensors file with `meta` as JSON, the run id and the digest in its metadata; atomic."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {"sha256": tensors_digest(tensors), "meta": json.dumps(meta or {})}
-    atomic_write(path, st_save(tensors, metadata=metadata))
+    atomic_write(path, _tensor_file(tensors, meta or {}, run_id))
 
 
-def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a file written by `save_tensors`; refuse it whole if it is damaged."""
-    path = Path(path)
-    fix = "retrain, or restore the file from a backup"
+def read_bytes(path: Path, what: str) -> bytes:
+    """A run file's bytes, or a `UserError` saying why not (missing, unreadable, too big)."""
     try:
-        data = path.read_bytes()
+        size = os.stat(path).st_size
+        if size > 2**31:
+            raise UserError(f"{what} {path} is {size / 2**30:.0f} GiB, not a run file; {FIX}")
+        return Path(path).read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{what} {path} is missing; {fix}") from None
+        raise UserError(f"{what} {path} is missing; {FIX}") from None
     except OSError as err:
         raise UserError(f"cannot read {what} {path} ({err.strerror}); check the file") from None
+
+
+def load_tensors(
+    path: Path, what: str, run_id: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by `save_tensors`; refuse it whole if it is damaged or another run's."""
+    path = Path(path)
+    data = read_bytes(path, what)
     try:
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
         metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-        meta = json.loads(metadata["meta"])
-        digest = metadata["sha256"]
-    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError, OverflowError):
+        info = json.loads(metadata["lstmbyhand"])
+        meta, digest, file_id = info["meta"], info["sha256"], info["run_id"]
+        if not (isinstance(meta, dict) and isinstance(file_id, str)):
+            raise TypeError("meta")
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError, OverflowError,
+            AttributeError):  # fmt: skip
         raise UserError(
-            f"{what} {path} is damaged or truncated and was not loaded; {fix}"
+            f"{what} {path} is damaged or truncated and was not loaded; {FIX}"
         ) from None
-    if tensors_digest(tensors) != digest:
-        raise UserError(f"{what} {path} is damaged (checksum mismatch) and was not loaded; {fix}")
+    if tensors_digest(tensors, json.dumps(meta), file_id) != digest or data != _tensor_file(
+        tensors, meta, file_id
+    ):
+        raise UserError(f"{what} {path} is damaged (checksum mismatch) and was not loaded; {FIX}")
+    if run_id is not None and file_id != run_id:
+        raise UserError(
+            f"{what} {path} belongs to another run (run id {file_id[:12] or 'none'}, this run is "
+            f"{run_id[:12]}) and was not loaded; put this run's own file back, or {FIX}"
+        )
     return tensors, meta
 
 
+def _signed_json(content: dict) -> bytes:
+    """`content` plus a "sha256" of it, as the exact bytes every run file of JSON has."""
+    body = json.dumps(content, indent=2, allow_nan=False)
+    signed = {**content, "sha256": hashlib.sha256(body.encode()).hexdigest()}
+    return (json.dumps(signed, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _read_signed_json(path: Path, what: str) -> dict:
+    """Read a file written from `_signed_json`; refuse it unless it is exactly that."""
+    data = read_bytes(path, what)
+    try:
+        signed = json.loads(data)
+        content = {k: v for k, v in signed.items() if k != "sha256"}
+        ok = isinstance(signed, dict) and _signed_json(content) == data
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        raise UserError(f"{path} is not valid JSON; restore it or train the run again") from None
+    if not ok:
+        raise UserError(
+            f"{what} {path} was edited or is damaged (checksum mismatch); restore it or train "
+            "the run again"
+        )
+    return content
+
+
+def finite_or_refuse(tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Refuse tensors holding NaN or infinity: such weights give NaN forecasts."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(
+                f"{what} {path} holds NaN or infinite values (in {name}) and was not used; {FIX}"
+            )
+
+
+def check_layout(
+    tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
+    """Every expected tensor present with the expected dtype and shape, and nothing else."""
+    want = {k: (v.dtype, tuple(v.shape)) for k, v in expected.items()}
+    got = {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}
+    if want != got:
+        wrong = sorted(set(want.items()) ^ set(got.items()))[:3]
+        raise UserError(
+            f"{what} {path} does not fit the model in its run's {CONFIG} (expected dtype and "
+            f"shape differ: {', '.join(f'{k} {d} {s}' for k, (d, s) in wrong)}); {FIX}"
+        )
+
+
 class RunDir:
-    """Paths and readers/writers for one run directory."""
+    """Paths, lock and readers/writers for one run directory."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+        self._id: str | None = None
 
     def file(self, name: str) -> Path:
         return self.path / name
 
-    # --- creating -----------------------------------------------------------------------------
-    def is_run(self) -> bool:
-        return any(self.file(n).exists() for n in (CONFIG, WEIGHTS, STATE))
+    def own_files(self) -> tuple[str, ...]:
+        """The names lstmbyhand writes in a run directory (`--force` removes these, no others)."""
+        return (*RUN_FILES, MARKER, LOCK, *self._extra())
 
-    def create(self, force: bool) -> None:
-        """Make a fresh run directory; an existing run is only replaced with `force`."""
+    def _extra(self) -> list[str]:
+        try:
+            extra = json.loads(self.file(MARKER).read_bytes()).get("extra", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [
+            n for n in extra if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")
+        ]
+
+    # --- identity -----------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """True when the marker is there: only lstmbyhand writes it."""
+        return self.file(MARKER).is_file()
+
+    @property
+    def run_id(self) -> str:
+        """The random id drawn when the run was created, from the (checked) marker."""
+        if self._id is None:
+            self._id = self._marker()["run_id"]
+        return self._id
+
+    def _marker(self) -> dict:
+        if not self.path.is_dir():
+            raise UserError(f"no run directory at {self.path}; check the path or train first")
+        if not self.is_run():
+            raise UserError(
+                f"{self.path} is not a lstmbyhand run (no {MARKER}, which `lstmbyhand train` "
+                "writes); check the path, or train into it"
+            )
+        marker = _read_signed_json(self.file(MARKER), "run marker")
+        if marker.get("format") != RUN_FORMAT or not isinstance(marker.get("run_id"), str):
+            raise UserError(
+                f"{self.path} is a run of format {marker.get('format')!r}; this lstmbyhand reads "
+                f"format {RUN_FORMAT}: train the run again"
+            )
+        return marker
+
+    def remember(self, name: str) -> None:
+        """Record a file written into the run by a later command (e.g. gates.png), for --force."""
+        marker = self._marker()
+        extra = sorted({*marker.get("extra", []), name} - set(RUN_FILES))
+        atomic_write(self.file(MARKER), _signed_json({**marker, "extra": extra}))
+
+    # --- creating and locking -----------------------------------------------------------------
+    def create(self, force: bool) -> list[str]:
+        """Make a fresh run directory (and lock it); an existing run is replaced only with `force`.
+
+        Returns the names of the old run's files that `force` removed. A folder that is not a run
+        is used only when it is empty: lstmbyhand never deletes what it did not write."""
         p = self.path
         if p.exists() and not p.is_dir():
             raise UserError(f"--out {p} is a file, not a directory; choose another --out")
+        removed: list[str] = []
         if p.is_dir() and self.is_run():
             if not force:
                 raise UserError(
                     f"{p} already holds a run; pass --resume to continue it, --force to "
                     "replace it, or choose another --out"
                 )
-            for name in RUN_FILES:
-                self.file(name).unlink(missing_ok=True)
-        elif p.is_dir() and any(p.iterdir()) and not force:
+            self.lock()
+            for name in self.own_files():
+                if name != LOCK and self.file(name).is_file():
+                    self.file(name).unlink()
+                    removed.append(name)
+        elif p.is_dir() and any(p.iterdir()):
             raise UserError(
-                f"{p} exists and is not empty; choose another --out, or pass --force to use it"
+                f"{p} exists, is not empty and is not a lstmbyhand run; lstmbyhand only writes "
+                "runs into new or empty folders: choose another --out"
             )
-        p.mkdir(parents=True, exist_ok=True)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_error(p / MARKER, err, 0) from None
+        self.lock()
+        self._id = secrets.token_hex(16)
+        atomic_write(self.file(MARKER), _signed_json({"format": RUN_FORMAT, "run_id": self._id}))
+        return removed
+
+    def lock(self) -> None:
+        """Hold an OS lock on RUN/.lock until `unlock` (or the process ends: a crash frees it)."""
+        if self._lock_fd is not None:
+            return
+        try:
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise write_error(self.file(LOCK), err, 0) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(
+                    f"run {self.path} is being trained by pid {holder}; wait for it to finish or "
+                    "stop it, or choose another --out"
+                ) from None
+            raise write_error(self.file(LOCK), err, 0) from None
+        os.ftruncate(fd, 0)  # a lock left by a crashed process is simply taken over
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        remove_stale_temporaries(self.path)
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    @contextmanager
+    def locked(self):
+        """The lock for the block, when no trainer holds it; False (no lock) while one does."""
+        try:
+            self.lock()
+        except UserError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self.unlock()
 
     def require(self, *names: str) -> None:
-        """Raise a `UserError` unless this is a directory holding all `names`."""
-        if not self.path.is_dir():
-            raise UserError(f"no run directory at {self.path}; check the path or train first")
+        """Raise a `UserError` unless this is a run directory holding all `names`."""
+        self._marker()
         missing = [n for n in names if not self.file(n).is_file()]
         if missing:
             raise UserError(
@@ -150,54 +325,83 @@ class RunDir:
 
     # --- config -------------------------------------------------------------------------------
     def write_config(self, config: dict) -> None:
-        atomic_write(self.file(CONFIG), (json.dumps(config, indent=2) + "\n").encode())
+        if config.get("run_id") != self.run_id:
+            raise ValueError(
+                f"expected the config of run {self.run_id}, got {config.get('run_id')}"
+            )
+        _check_finite_json(config, self.file(CONFIG))
+        atomic_write(self.file(CONFIG), _signed_json(config))
 
     def read_config(self) -> dict:
+        """config.json, checked byte for byte and against the marker's run id (a plain dict)."""
         self.require(CONFIG)
-        try:
-            config = json.loads(self.file(CONFIG).read_text())
-        except (ValueError, UnicodeDecodeError):
+        config = _read_signed_json(self.file(CONFIG), "run config")
+        if config.get("run_id") != self.run_id:
             raise UserError(
-                f"{self.file(CONFIG)} is not valid JSON; restore it or train the run again"
-            ) from None
-        if not isinstance(config, dict) or "model" not in config or "data" not in config:
-            raise UserError(f"{self.file(CONFIG)} is not a lstmbyhand run config; train again")
+                f"{self.file(CONFIG)} belongs to another run (its run id differs from "
+                f"{self.file(MARKER)}); put this run's own file back, or train again"
+            )
         return config
 
     # --- tensors ------------------------------------------------------------------------------
     def write_weights(self, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
-        save_tensors(self.file(WEIGHTS), state_dict, meta)
+        save_tensors(self.file(WEIGHTS), state_dict, meta, self.run_id)
 
     def read_weights(self) -> tuple[dict[str, torch.Tensor], dict]:
         self.require(WEIGHTS)
-        return load_tensors(self.file(WEIGHTS), "weights file")
+        return load_tensors(self.file(WEIGHTS), "weights file", self.run_id)
 
     def write_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        save_tensors(self.file(STATE), tensors, meta)
+        save_tensors(self.file(STATE), tensors, meta, self.run_id)
 
     def read_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return load_tensors(self.file(STATE), "training state")
+        return load_tensors(self.file(STATE), "training state", self.run_id)
 
     # --- metrics ------------------------------------------------------------------------------
     def write_metrics(self, rows: list[dict]) -> None:
         """Rewrite metrics.csv from the full history (so every epoch appears exactly once)."""
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: row[k] for k in METRIC_FIELDS})
-        atomic_write(self.file(METRICS), buf.getvalue().encode())
+        atomic_write(self.file(METRICS), render_metrics(rows))
+
+    def check_metrics(self, rows: list[dict]) -> None:
+        """metrics.csv must be the state's history, or that history less its last epoch (a kill
+        between the two writes); anything else is an edit and refused."""
+        have = (
+            read_bytes(self.file(METRICS), "metrics file") if self.file(METRICS).exists() else b""
+        )
+        if have not in (render_metrics(rows), render_metrics(rows[:-1]), b""):
+            raise UserError(
+                f"{self.file(METRICS)} does not match the training state in {self.file(STATE)} "
+                "(edited?); delete metrics.csv to rebuild it from the state, or start over "
+                "with --force"
+            )
+
+
+def render_metrics(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: row[k] for k in METRIC_FIELDS})
+    return buf.getvalue().encode()
+
+
+def _check_finite_json(value: object, path: Path) -> None:
+    """Refuse to write NaN or infinity into a JSON file (no JSON reader could trust it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"a value for {path} is {value}; the data overflowed: rescale the column")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_finite_json(v, path)
+    elif isinstance(value, list):
+        for v in value:
+            _check_finite_json(v, path)
 
 
 def load_model_weights(model: torch.nn.Module, run: RunDir) -> dict:
-    """Fill `model` from RUN/weights.safetensors; refuse weights that do not fit it exactly."""
+    """Fill `model` from RUN/weights.safetensors; refuse weights that do not fit it exactly
+    (names, dtypes, shapes) or that are not finite."""
     tensors, meta = run.read_weights()
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if expected != got:
-        raise UserError(
-            f"weights in {run.file(WEIGHTS)} do not fit the model in {run.file(CONFIG)} "
-            f"(expected {sorted(expected.items())}, got {sorted(got.items())}); train again"
-        )
+    check_layout(tensors, model.state_dict(), run.file(WEIGHTS), "weights file")
+    finite_or_refuse(tensors, run.file(WEIGHTS), "weights file")
     model.load_state_dict(tensors)
     return meta

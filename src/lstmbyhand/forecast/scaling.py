@@ -12,22 +12,26 @@ and the inverse maps the network's y' back: y = y' σ + μ, y = x_W + y' σ_Δ, 
 inputs and cannot output such targets); `last` predicts the change from the last value, so a
 network that outputs 0 is exactly the naive forecast; `window` rescales every window on its own.
 The floor σ_Δ keeps a nearly flat window from being blown up to huge values. Only the train part
-is used to fit μ, σ, σ_Δ. A zero σ_Δ or σ falls back to σ, then mean |y|, then 1.
+is used to fit μ, σ, σ_Δ. A zero σ_Δ or σ (below 1e-12 of the largest |y|) falls back to σ, then
+mean |y|, then 1. A scaler whose statistics are not finite is refused (`UserError`), when fitted
+and when read back from a run's config.json.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import SCALINGS
 
 
-def _first_positive(*candidates: float) -> float:
-    """The first spread that is not (numerically) zero; 1 if all are."""
+def _first_positive(size: float, *candidates: float) -> float:
+    """The first spread that is not zero next to the data's size (max |y|); 1 if all are."""
     for c in candidates:
-        if c > 1e-12:
+        if c > 1e-12 * size and c > 0:
             return float(c)
     return 1.0
 
@@ -46,11 +50,14 @@ class Scaler:
         if kind not in SCALINGS:
             raise ValueError(f"expected scaling in {SCALINGS}, got {kind!r}")
         train = np.asarray(train, dtype=np.float64)
+        size = float(np.abs(train).max()) if len(train) else 0.0
         level = (float(np.std(train)), float(np.abs(train).mean()))  # fallbacks, same units
         if kind in ("last", "window"):  # scale: σ_Δ (for `window`, the floor of s_x)
             steps = np.diff(train) if len(train) > 1 else np.zeros(1)
-            return cls(kind, 0.0, _first_positive(float(np.std(steps)), *level))
-        return cls(kind, float(np.mean(train)), _first_positive(*level))
+            scaler = cls(kind, 0.0, _first_positive(size, float(np.std(steps)), *level))
+        else:
+            scaler = cls(kind, float(np.mean(train)), _first_positive(size, *level))
+        return scaler.checked("the training part")
 
     def reference(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shift and scale per window, (K, 1) each, for raw inputs x (K, W)."""
@@ -75,6 +82,17 @@ class Scaler:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def checked(self, where: str) -> Scaler:
+        """Itself, if usable: a known kind, a finite center and a finite positive scale."""
+        if self.kind not in SCALINGS or not (
+            math.isfinite(self.center) and math.isfinite(self.scale) and self.scale > 0
+        ):
+            raise UserError(
+                f"the scaler from {where} is not usable (kind {self.kind!r}, center "
+                f"{self.center}, scale {self.scale}); the values overflow: rescale the column"
+            )
+        return self
+
     @classmethod
-    def from_dict(cls, d: dict) -> Scaler:
-        return cls(str(d["kind"]), float(d["center"]), float(d["scale"]))
+    def from_dict(cls, d: dict, where: str = "config.json") -> Scaler:
+        return cls(str(d["kind"]), float(d["center"]), float(d["scale"])).checked(where)

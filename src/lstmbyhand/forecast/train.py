@@ -17,7 +17,6 @@ Only rank 0 writes files and shows the progress bar; every rank's RNG state goes
 
 from __future__ import annotations
 
-import hashlib
 import math
 import platform
 import time
@@ -33,13 +32,20 @@ from tqdm.auto import tqdm
 from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.forecast import checkpoint, distributed, plots
 from lstmbyhand.forecast.checkpoint import Progress
-from lstmbyhand.forecast.config import RESUMABLE, TrainSettings
+from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.optim import Adam
 from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
-from lstmbyhand.forecast.rundir import CONFIG, LOSS_PLOT, STATE, RunDir
+from lstmbyhand.forecast.rundir import (
+    CONFIG,
+    LOSS_PLOT,
+    STATE,
+    RunDir,
+    check_layout,
+    finite_or_refuse,
+)
 from lstmbyhand.forecast.scaling import Scaler
-from lstmbyhand.forecast.signals import StopSignals
+from lstmbyhand.forecast.signals import STOP, StopSignals
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -108,10 +114,6 @@ class Result:
     world_size: int = 1
 
 
-def sha256_file(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def versions() -> dict:
     import lstmbyhand
 
@@ -120,36 +122,23 @@ def versions() -> dict:
 
 
 def make_config(
-    s: TrainSettings, prep: Prepared, digest: str, world_size: int, device: torch.device
-) -> dict:
+    run_id: str, s: TrainSettings, prep: Prepared, world_size: int, device: torch.device
+) -> RunConfig:
     series = prep.series
     freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
-    return {
-        "format": 1,
-        "settings": s.to_dict(),
-        "model": s.model.to_dict(),
-        "data": {
-            "path": str(Path(s.data).resolve()),
-            "sha256": digest,
-            "target": s.target,
-            "time": series.time_column,
-            "freq": freq,
-            "length": len(series),
-        },
-        "split": {
-            "n_train": prep.split.n_train,
-            "n_val": prep.split.n_val,
-            "n_test": prep.split.n_test,
-        },
-        "scaler": prep.scaler.to_dict(),
-        "season": s.season,
-        "device": str(device),
-        "world_size": world_size,
-        "versions": versions(),
-    }
+    data = {"path": str(Path(s.data).resolve()), "sha256": series.sha256, "target": s.target,
+            "time": series.time_column, "freq": freq, "length": len(series)}  # fmt: skip
+    split = {"n_train": prep.split.n_train, "n_val": prep.split.n_val, "n_test": prep.split.n_test}
+    return RunConfig(run_id, s, data, split, prep.scaler.to_dict(), int(s.season or 0),
+                     str(device), world_size, versions())  # fmt: skip
 
 
-def check_resume(run: RunDir, s: TrainSettings, given: set[str], digest: str) -> dict:
+def read_run_config(run: RunDir) -> RunConfig:
+    """The run's config.json, checked (integrity, run id, format, every field)."""
+    return RunConfig.from_dict(run.read_config(), str(run.file(CONFIG)))
+
+
+def check_resume(run: RunDir, s: TrainSettings, given: set[str], digest: str) -> RunConfig:
     """The saved config, if the settings the user gave match it; else a `UserError` listing them."""
     run.require(CONFIG)
     if not run.file(STATE).is_file():
@@ -157,8 +146,8 @@ def check_resume(run: RunDir, s: TrainSettings, given: set[str], digest: str) ->
             f"nothing to resume in {run.path}: no {STATE} (no epoch finished); "
             "start again with --force"
         )
-    config = run.read_config()
-    saved = config["settings"]
+    config = read_run_config(run)
+    saved = config.settings.to_dict()
     wrong = [
         f"--{k.replace('_', '-')} {getattr(s, k)} (the run has {saved.get(k)})"
         for k in sorted(given)
@@ -169,7 +158,7 @@ def check_resume(run: RunDir, s: TrainSettings, given: set[str], digest: str) ->
             f"--resume with settings that differ from the run in {run.path}: {'; '.join(wrong)}; "
             "leave them out to use the run's settings, or start a new run with --out or --force"
         )
-    if digest != config["data"]["sha256"]:
+    if digest != config.data.get("sha256"):
         raise UserError(
             f"the data in {s.data} differs from the data the run in {run.path} was trained on; "
             "resume with the same file, or start a new run"
@@ -189,24 +178,61 @@ def train(
 
     Under torchrun (a process group is running) every rank calls this with the same arguments.
     """
+    with STOP:  # a signal from here on ends with one line (see signals.py)
+        run = RunDir(out)
+        try:
+            return _train(s, run, resume, force, quiet, given or set(), STOP)
+        except KeyboardInterrupt:
+            raise stopped(STOP, s, run, None) from None
+        finally:
+            run.unlock()
+
+
+def stopped(signals: StopSignals, s: TrainSettings, run: RunDir, progress: Progress | None):
+    """The one line for a run stopped by a signal; the resume hint only when a resume would work."""
+    during = f"during epoch {progress.epoch + 1}" if progress else "while starting"
+    kept = _kept(run, progress or Progress())
+    if run.file(STATE).is_file():
+        again = f"continue with: lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume"
+    else:
+        again = "nothing to resume yet: start again with --force"
+    return TrainingStopped(f"stopped by {signals.name()} {during}. {kept}; {again}",
+                           exit_code=signals.exit_code())  # fmt: skip
+
+
+def _train(
+    s: TrainSettings,
+    run: RunDir,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+    given: set[str],
+    signals: StopSignals,
+) -> Result:
     s.check()
     rank, world_size = distributed.rank_and_size()
     is_main = rank == 0
-    run = RunDir(out)
     if resume and force:
         raise UserError("--resume and --force contradict each other; pass only one")
     if resume:
-        saved = run.read_config()
-        merged = {**saved["settings"], **{k: getattr(s, k) for k in (given or set())}}
+        run.require(CONFIG)
+        if is_main:
+            run.lock()  # before reading: nobody else may be writing the run
+        saved = read_run_config(run).settings.to_dict()
+        merged = {**saved, **{k: getattr(s, k) for k in given}}
         merged["data"] = s.data  # the file given now (checked against the run's by content)
         s = TrainSettings.from_dict(merged)
         s.check()
     series = load_series(s)
-    digest = sha256_file(s.data)
-    config = check_resume(run, s, given or set(), digest) if resume else None
-    prep = prepare(s, series, Scaler.from_dict(config["scaler"]) if config else None)
-    if s.season is None:
-        s.season = series.season
+    config = check_resume(run, s, given, series.sha256) if resume else None
+    prep = prepare(s, series, Scaler.from_dict(config.scaler) if config else None)
+    s.season = prep.season  # resolved from the time column when not given
+    if s.season >= prep.split.n_train:
+        raise UserError(
+            f"--season {s.season} is not shorter than the training part ({prep.split.n_train} "
+            f"of {len(series)} values): no season can be seen in it; pass a smaller --season, "
+            "or 0 for none"
+        )
     device = distributed.choose_device(s.device)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
@@ -219,46 +245,45 @@ def train(
     progress = Progress()
     if resume:
         tensors, meta = run.read_state()
-        where = str(run.file(STATE))
-        best, progress = checkpoint.unpack(tensors, meta, model, optimizer, where, rank)
+        where = run.file(STATE)
+        check_state(tensors, model, optimizer, where)
+        best, progress = checkpoint.unpack(tensors, meta, model, optimizer, str(where), rank)
+        if is_main:
+            run.check_metrics(progress.history)
     else:
         error = None
         if is_main:
             try:
-                run.create(force)
+                removed = run.create(force)
+                if removed and not quiet:
+                    print(f"--force: removed the old run's {', '.join(removed)} from {run.path}")
             except UserError as err:
                 error = err
         if not distributed.all_true(error is None, device):
             raise error or UserError(f"rank 0 could not create {run.path}; see its message")
         progress.best_val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
     if is_main:
-        run.write_config(make_config(s, prep, digest, world_size, device))
-        run.write_weights(best, {"epoch": progress.best_epoch})  # after a resume: a crash may
-        run.write_metrics(progress.history)  # have come between the files of the last epoch
+        with signals.deferred():
+            run.write_config(make_config(run.run_id, s, prep, world_size, device).to_dict())
+            run.write_weights(best, {"epoch": progress.best_epoch})  # after a resume: a crash may
+            run.write_metrics(progress.history)  # have come between the files of the last epoch
 
-    signals = StopSignals()
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
     try:
-        with signals:
-            while not finished(s, progress):
-                best = run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals)
-                bar.update(1)
-                row = progress.history[-1]
-                bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}",
-                                best=f"{progress.best_val:.4g}@{progress.best_epoch}")  # fmt: skip
+        while not finished(s, progress):
+            best = run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals)
+            bar.update(1)
+            row = progress.history[-1]
+            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}",
+                            best=f"{progress.best_val:.4g}@{progress.best_epoch}")  # fmt: skip
     except KeyboardInterrupt:
-        name, code = signals.received or ("SIGINT", 130)
-        again = f"lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume"
-        raise TrainingStopped(
-            f"stopped by {name} during epoch {progress.epoch + 1}. {_kept(run, progress)}; "
-            f"continue with: {again}",
-            exit_code=code,
-        ) from None
+        raise stopped(signals, s, run, progress) from None
     finally:
         bar.close()
         if is_main and progress.history:
-            plots.loss_curve(progress.history, run.file(LOSS_PLOT))
+            with signals.deferred():
+                plots.loss_curve(progress.history, run.file(LOSS_PLOT))
     if not distributed.weights_agree(model):
         raise RuntimeError(
             "the ranks ended with different weights; this is a bug, please report it"
@@ -267,12 +292,27 @@ def train(
     return Result(run.path, progress, stopped_early, world_size)
 
 
+def check_state(
+    tensors: dict[str, torch.Tensor], model: nn.Module, optimizer: Adam, where: Path
+) -> None:
+    """The state's weights and moments: the model's names, dtypes and shapes, all finite."""
+    expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+    expected.update({f"best.{k}": v for k, v in model.state_dict().items()})
+    expected.update(
+        {f"optim.{k}": torch.zeros_like(v) for k, v in optimizer.state_tensors().items()}
+    )
+    learned = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+    check_layout(learned, expected, where, "training state")
+    finite_or_refuse(learned, where, "training state")
+
+
 def loaders(prep: Prepared, s: TrainSettings, rank: int, world_size: int):
     """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
     train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
     sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
     val_x, val_y = prep.tensors("val")
-    return DataLoader(train_set, batch_size=s.batch_size, sampler=sampler), (
+    batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
+    return DataLoader(train_set, batch_size=batch, sampler=sampler), (
         val_x[rank::world_size],
         val_y[rank::world_size],
     )

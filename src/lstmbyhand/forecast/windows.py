@@ -15,6 +15,7 @@ series, before any window exists:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,8 +58,11 @@ def fits(split: Split, window: int, horizon: int) -> bool:
 
 
 def minimum_length(window: int, horizon: int, val_fraction: float, test_fraction: float) -> int:
-    """The shortest series that `fits` these settings."""
-    n = window + 3 * horizon
+    """The shortest series that `fits` these settings (searched from a lower bound: each part's
+    rounded share must hold its windows, so n·fraction ≥ horizon - 1/2, and the rest the train part's)."""
+    rest = 1.0 - val_fraction - test_fraction  # the train part's share: n_train ≥ window + horizon
+    bounds = [(horizon - 0.5) / val_fraction, (horizon - 0.5) / test_fraction]
+    n = max(window + 3 * horizon, *(math.ceil(b) for b in (*bounds, (window + horizon - 1) / rest)))
     while not fits(split_sizes(n, val_fraction, test_fraction), window, horizon):
         n += 1
     return n
