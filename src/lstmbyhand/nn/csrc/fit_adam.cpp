@@ -3,12 +3,20 @@
 //
 // Model: one layer, one direction, no projection, batch-first x (B, T, I) from zero state. The
 // prediction is h_T (B, H), or with a head h_T head_wᵀ + head_b (B, O); the loss is the mean squared
-// error over all elements. Gradients are bptt.py's equations (F1-F6, B1-B6) written as plain loops;
-// the update is torch.optim.Adam's with its defaults (no weight decay, no amsgrad), operation by
-// operation, so that float64 results agree with a PyTorch loop to rounding.
-#include "common.h"
+// error over all elements. Gradients are bptt.py's equations (F1-F6, B1-B6): F1 and B1 as plain loops
+// (the products are too small for a GEMM), F2-F4 and B4-B2 cell.h's, as in the sequence kernels; the
+// update is torch.optim.Adam's with its defaults (no weight decay, no amsgrad), operation by
+// operation, so that float64 results agree with a PyTorch loop to rounding. Arguments: kernels.h.
+#include "cell.h"
+#include "kernels.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <vector>
 
 namespace lstmbyhand {
 
@@ -21,8 +29,9 @@ struct Tiny {
   std::vector<S*> p, m, v;  // parameters and their Adam moments
   std::vector<int64_t> size;
   std::vector<std::vector<S>> grad;
-  // Scratch, sized for the largest batch: cache (T, B, ·) and states (B, ·).
-  std::vector<S> gates, h_prev, c_prev, tanh_c, h, c, dh, dh_next, dc, pred, d_pred;
+  // Scratch, sized for the largest batch: cache (T, B, ·) and states (B, ·); one row's
+  // pre-activations z (G), r_t's unused output copy y (H), a zero bias (G: F1 adds the biases), dz (G).
+  std::vector<S> gates, h_prev, c_prev, tanh_c, h, c, dh, dh_next, dc, pred, d_pred, z, y, zero_bias, dz;
 };
 
 // One batch: forward, loss, backward into model.grad. Returns the loss before the update.
@@ -40,24 +49,17 @@ double loss_and_grad(Tiny<S>& M, const S* x, const S* y, int64_t B, int64_t T) {
       const S* xt = x + (b * T + t) * I;  // (I,) batch-first
       S* hb = M.h.data() + b * H;
       S* cb = M.c.data() + b * H;
-      S* z = M.gates.data() + (t * B + b) * G;  // (G,)
-      std::copy(hb, hb + H, M.h_prev.data() + (t * B + b) * H);
-      std::copy(cb, cb + H, M.c_prev.data() + (t * B + b) * H);
+      const int64_t row = t * B + b;
+      S* z = M.z.data();  // (G,)
+      std::copy(hb, hb + H, M.h_prev.data() + row * H);
       for (int64_t k = 0; k < G; ++k) {
         S acc = b_ih[k] + b_hh[k];
         for (int64_t q = 0; q < I; ++q) acc += w_ih[k * I + q] * xt[q];  // F1: W x_t
         for (int64_t q = 0; q < H; ++q) acc += w_hh[k * H + q] * hb[q];  // F1: U h_{t-1}
         z[k] = acc;
       }
-      S* tc = M.tanh_c.data() + (t * B + b) * H;
-      for (int64_t k = 0; k < H; ++k) {
-        const S i = sigmoid(z[k]), f = sigmoid(z[H + k]);  // F2
-        const S g = tanh_act(z[2 * H + k]), o = sigmoid(z[3 * H + k]);  // F2
-        z[k] = i, z[H + k] = f, z[2 * H + k] = g, z[3 * H + k] = o;
-        cb[k] = f * cb[k] + i * g;  // F3
-        tc[k] = tanh_act(cb[k]);
-        hb[k] = o * tc[k];  // F4, F5
-      }
+      cell_forward<S, true>(H, z, M.zero_bias.data(), cb, hb, M.y.data(), M.gates.data() + row * G,
+                            M.c_prev.data() + row * H, M.tanh_c.data() + row * H);  // F2-F4 (F5: h = r)
     }
   }
   // Prediction and the mean squared error.
@@ -102,7 +104,7 @@ double loss_and_grad(Tiny<S>& M, const S* x, const S* y, int64_t B, int64_t T) {
   S* d_b = M.grad[2].data();
   S* dc = M.dc.data();
   std::fill(dc, dc + B * H, S(0));
-  std::vector<S> dz(G);
+  S* dz = M.dz.data();  // (G,)
   for (int64_t t = T - 1; t >= 0; --t) {
     S* dh_next = M.dh_next.data();
     for (int64_t b = 0; b < B; ++b) {
@@ -113,16 +115,7 @@ double loss_and_grad(Tiny<S>& M, const S* x, const S* y, int64_t B, int64_t T) {
       const S* xt = x + (b * T + t) * I;
       S* dhb = dh + b * H;
       S* dcb = dc + b * H;
-      for (int64_t k = 0; k < H; ++k) {
-        const S i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
-        const S d_o = dhb[k] * tc[k];  // B5, B4
-        const S dc_t = dcb[k] + dhb[k] * o * (S(1) - tc[k] * tc[k]);  // B4
-        dz[k] = dc_t * g * i * (S(1) - i);  // B3, B2
-        dz[H + k] = dc_t * cp[k] * f * (S(1) - f);  // B3, B2
-        dz[2 * H + k] = dc_t * i * (S(1) - g * g);  // B3, B2
-        dz[3 * H + k] = d_o * o * (S(1) - o);  // B2
-        dcb[k] = dc_t * f;  // B3
-      }
+      cell_backward(H, a, cp, tc, dhb, dcb, dz, d_b);  // B5 (dr = dh), B4-B2, B1: db += dz
       S* dhn = dh_next + b * H;
       std::fill(dhn, dhn + H, S(0));
       for (int64_t k = 0; k < G; ++k) {
@@ -132,7 +125,6 @@ double loss_and_grad(Tiny<S>& M, const S* x, const S* y, int64_t B, int64_t T) {
           d_w_hh[k * H + q] += d * hp[q];  // B1: dU += dzᵀ h_{t-1}
           dhn[q] += d * w_hh[k * H + q];  // B1: dh = dz U
         }
-        d_b[k] += d;  // B1: db += dz
       }
     }
     std::swap(M.dh, M.dh_next);
@@ -198,6 +190,8 @@ std::tuple<at::Tensor, int64_t> fit_impl(const std::vector<at::Tensor>& xs,
   for (auto* buf : {&M.h_prev, &M.c_prev, &M.tanh_c}) buf->resize(max_bt * M.H);
   M.gates.resize(max_bt * M.G);
   for (auto* buf : {&M.h, &M.c, &M.dh, &M.dh_next, &M.dc}) buf->resize(max_b * M.H);
+  for (auto* buf : {&M.z, &M.zero_bias, &M.dz}) buf->resize(M.G);
+  M.y.resize(M.H);
   M.pred.resize(max_b * M.O);
   M.d_pred.resize(max_b * M.O);
 

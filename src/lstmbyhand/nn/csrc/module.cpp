@@ -1,35 +1,8 @@
-// lstmbyhand.nn._C: the compiled twins of bptt.forward, bptt.forward_inference and bptt.backward
-// (same arguments, same results), and fit_adam, the training loop of a tiny model in one call.
+// lstmbyhand.nn._C: binds kernels.h (the compiled twins of bptt.forward, bptt.forward_inference and
+// bptt.backward, and fit_adam, the training loop of a tiny model in one call) to Python; nothing else.
 #include <torch/csrc/utils/pybind.h>
 
-#include "common.h"
-
-namespace lstmbyhand {
-
-Forward forward(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
-                const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& weight_hr,
-                const c10::optional<at::Tensor>& batch_sizes, bool reverse);
-ForwardInference forward_inference(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
-                                   const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                                   const c10::optional<at::Tensor>& bias,
-                                   const c10::optional<at::Tensor>& weight_hr,
-                                   const c10::optional<at::Tensor>& batch_sizes, bool reverse);
-Backward backward(const at::Tensor& d_output, const at::Tensor& d_hn, const at::Tensor& d_cn,
-                  const at::Tensor& x, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                  const c10::optional<at::Tensor>& weight_hr,
-                  const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-                  const at::Tensor& gates, const at::Tensor& h_prev, const at::Tensor& c_prev,
-                  const at::Tensor& tanh_c, bool need_dx);
-std::tuple<at::Tensor, int64_t> fit_adam(const std::vector<at::Tensor>& xs,
-                                         const std::vector<at::Tensor>& ys,
-                                         const std::vector<at::Tensor>& params,
-                                         const std::vector<at::Tensor>& exp_avg,
-                                         const std::vector<at::Tensor>& exp_avg_sq, int64_t step,
-                                         double lr, double beta1, double beta2, double eps,
-                                         int64_t max_epoch, double tol, int64_t patience);
-
-}  // namespace lstmbyhand
+#include "kernels.h"
 
 namespace py = pybind11;
 
