@@ -102,7 +102,7 @@ def test_dropout_acts_between_layers_in_training_only():
     assert torch.allclose(lstm(x)[0], no_dropout(x)[0])
     lstm.train()
     assert not torch.allclose(lstm(x)[0], lstm(x)[0])
-    with pytest.warns(UserWarning, match="no effect"):
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         lstmbyhand.LSTM(2, 8, num_layers=1, dropout=0.5)
 
 
@@ -122,55 +122,6 @@ def test_lstm_cell_matches_nn_lstm_cell():
     assert torch.allclose(g_ours, g_theirs, atol=1e-12)
     no_bias = lstmbyhand.LSTMCell(3, 5, bias=False)
     assert no_bias.bias_ih is None and len(list(no_bias.parameters())) == 2
-
-
-@pytest.mark.parametrize(
-    "kwargs,error,match",
-    [
-        ({"hidden_size": 0}, ValueError, "hidden_size must be at least 1, got 0"),
-        ({"hidden_size": 2.5}, TypeError, "hidden_size should be of type int, got: float"),
-        ({"num_layers": 0}, ValueError, "num_layers must be at least 1, got 0"),
-        ({"proj_size": 4}, ValueError, "proj_size has to be smaller than hidden_size"),
-        ({"proj_size": -1}, ValueError, "proj_size must be at least 0"),
-        ({"dropout": 1.5}, ValueError, r"dropout: expected a number in \[0, 1\], got 1.5"),
-        ({"dropout": "0.1"}, ValueError, "dropout: expected a number"),
-    ],
-)
-def test_constructor_rejects_invalid_arguments(kwargs, error, match):
-    args = {"input_size": 3, "hidden_size": 4} | kwargs
-    with pytest.raises(error, match=match):
-        lstmbyhand.LSTM(**args)
-
-
-def test_forward_errors_carry_nn_lstms_meaning():
-    lstm = lstmbyhand.LSTM(4, 3, num_layers=2)
-    with pytest.raises(RuntimeError, match="Expected 4, got 7"):
-        lstm(torch.randn(5, 2, 7))
-    with pytest.raises(ValueError, match="expected input to be 2D or 3D, got 4D"):
-        lstm(torch.randn(1, 5, 2, 4))
-    with pytest.raises(
-        RuntimeError, match=r"Expected hidden\[0\] size \(2, 2, 3\), got \(1, 2, 3\)"
-    ):
-        lstm(torch.randn(5, 2, 4), (torch.zeros(1, 2, 3), torch.zeros(2, 2, 3)))
-    with pytest.raises(RuntimeError, match=r"hx and cx should also be 2-D but got \(3-D, 3-D\)"):
-        lstm(torch.randn(5, 4), (torch.zeros(2, 1, 3), torch.zeros(2, 1, 3)))
-    with pytest.raises(
-        RuntimeError, match="input must have the type torch.float32, got type torch.float64"
-    ):
-        lstm(torch.randn(5, 2, 4, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="larger than 0 in LSTM, got 0 steps"):
-        lstm(torch.randn(0, 4))
-    with pytest.raises(TypeError, match="expected a tuple"):
-        lstm(torch.randn(5, 2, 4), torch.zeros(2, 2, 3))
-    with pytest.raises(
-        TypeError, match="expected input to be a Tensor or PackedSequence, got list"
-    ):
-        lstm([[1.0, 2.0, 3.0, 4.0]])
-    cell = lstmbyhand.LSTMCell(4, 3)
-    with pytest.raises(RuntimeError, match="got 5 expected 4"):
-        cell(torch.randn(2, 5))
-    with pytest.raises(ValueError, match="expected input to be 1D or 2D, got 3D"):
-        cell(torch.randn(1, 2, 4))
 
 
 def test_double_backward_raises_a_clear_error():
@@ -230,20 +181,18 @@ def test_library_never_runs_torchs_lstm_kernels():
     batch_first=st.booleans(),
     bidirectional=st.booleans(),
 )
-def test_any_input_shape_gives_nn_lstm_shapes_or_a_clear_error(dims, batch_first, bidirectional):
-    """Random shapes: our result has nn.LSTM's shapes where nn.LSTM gives one, else an error saying what."""
+def test_any_input_shape_gives_nn_lstms_result_or_its_error(dims, batch_first, bidirectional):
+    """Random shapes: nn.LSTM's shapes and numbers where nn.LSTM gives them, else its error and text."""
     ours = lstmbyhand.LSTM(3, 2, batch_first=batch_first, bidirectional=bidirectional)
     theirs = ours.to_torch()
     x = torch.randn(tuple(dims))
     try:
         expected = theirs(x)
-    except (RuntimeError, ValueError, IndexError):
-        expected = None
-    try:
-        output, (h_n, c_n) = ours(x)
-    except (TypeError, ValueError, RuntimeError) as err:
-        assert "xpected" in str(err) and "got" in str(err)
+    except (RuntimeError, ValueError, IndexError) as err:
+        with pytest.raises(type(err)) as ours_err:
+            ours(x)
+        assert str(ours_err.value) == str(err)
         return
-    assert expected is not None, f"nn.LSTM refuses shape {dims}, ours accepted it"
+    output, (h_n, c_n) = ours(x)
     assert output.shape == expected[0].shape and h_n.shape == expected[1][0].shape
     assert torch.allclose(output, expected[0], atol=1e-5)

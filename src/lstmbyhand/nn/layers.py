@@ -26,17 +26,51 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmbyhand.nn import bptt
-from lstmbyhand.nn.gates import lstm_cell
 from lstmbyhand.nn.sequence import GateTrace, reference_sequence
 
 BACKENDS = ("bptt", "reference")  # hand-derived backward (default) | readable loop + autograd
 
 
-def _check_size(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+def _check_arguments(
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    bias: bool,
+    batch_first: bool,
+    dropout: float,
+    proj_size: int,
+) -> None:
+    """torch.nn.LSTM's checks of its constructor arguments, in its order, with its types and texts."""
+    if (
+        not isinstance(dropout, numbers.Number)
+        or not 0 <= dropout <= 1  # type: ignore[operator]
+        or isinstance(dropout, bool)
+    ):
+        raise ValueError(
+            "dropout should be a number in range [0, 1] representing the probability of an "
+            "element being zeroed"
+        )
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(
+            "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+            f"expects num_layers greater than 1, but got dropout={dropout} and "
+            f"num_layers={num_layers}",
+            stacklevel=3,
+        )
+    for name, flag in (("bias", bias), ("batch_first", batch_first)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
+    for name, size in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(size, int):
+            raise TypeError(f"{name} should be of type int, got: {type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"{name} must be greater than zero")
+    if num_layers <= 0:
+        raise ValueError("num_layers must be greater than zero")
+    if proj_size < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable projections")
+    if proj_size >= hidden_size:
+        raise ValueError("proj_size has to be smaller than hidden_size")
 
 
 def _uniform_init(module: nn.Module, hidden_size: int) -> None:
@@ -70,22 +104,8 @@ class LSTM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_size("input_size", input_size, 0)
-        _check_size("hidden_size", hidden_size, 1)
-        _check_size("num_layers", num_layers, 1)
-        _check_size("proj_size", proj_size, 0)
-        if proj_size >= hidden_size:
-            raise ValueError(
-                f"proj_size has to be smaller than hidden_size, got {proj_size} >= {hidden_size}"
-            )
-        is_number = isinstance(dropout, numbers.Number) and not isinstance(dropout, bool)
-        if not is_number or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                f"dropout acts between layers: with num_layers=1 the dropout={dropout} has no effect",
-                stacklevel=2,
-            )
+        _check_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        self.mode = "LSTM"
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -98,7 +118,8 @@ class LSTM(nn.Module):
 
         factory = {"device": device, "dtype": dtype}
         H, P, D = hidden_size, proj_size or hidden_size, self.num_directions
-        self._flat_weights_names: list[str] = []
+        self._flat_weights_names: list[str] = []  # every parameter's name, in nn.LSTM's order
+        self._all_weights: list[list[str]] = []  # the same names, one list per layer direction
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else D * P
             for direction in range(D):
@@ -112,7 +133,8 @@ class LSTM(nn.Module):
                     self.register_parameter(
                         name + suffix, nn.Parameter(torch.empty(shape, **factory))
                     )
-                    self._flat_weights_names.append(name + suffix)
+                self._all_weights.append([name + suffix for name in shapes])
+                self._flat_weights_names.extend(self._all_weights[-1])
         self.reset_parameters()
 
     @property
@@ -122,14 +144,32 @@ class LSTM(nn.Module):
     def reset_parameters(self) -> None:
         _uniform_init(self, self.hidden_size)
 
+    @property
+    def _flat_weights(self) -> list[Tensor | None]:
+        """The parameters in nn.LSTM's flat order (`_flat_weights_names`), read afresh on each use."""
+        return [getattr(self, name, None) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters of each layer direction: [[weight_ih_l0, weight_hh_l0, ...], ...]."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def flatten_parameters(self) -> None:
+        """nn.LSTM's call to pack the weights into one buffer for cuDNN; a no-op here, as in
+        nn.LSTM on any device but a CUDA one: these kernels read each parameter where it is."""
+
     def extra_repr(self) -> str:
+        """nn.LSTM's text: the sizes, then each argument that differs from its default."""
+        shown = {
+            "proj_size": self.proj_size != 0,
+            "num_layers": self.num_layers != 1,
+            "bias": self.bias is not True,
+            "batch_first": self.batch_first is not False,
+            "dropout": self.dropout != 0,
+            "bidirectional": self.bidirectional is not False,
+        }
         text = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0}
-        defaults |= {"bidirectional": False, "proj_size": 0}
-        for name, default in defaults.items():
-            if getattr(self, name) != default:
-                text += f", {name}={getattr(self, name)}"
-        return text
+        return text + "".join(f", {k}={getattr(self, k)}" for k, show in shown.items() if show)
 
     def direction_weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
         """The parameters of one layer direction, by role (bias and projection may be None)."""
@@ -191,7 +231,7 @@ class LSTM(nn.Module):
                     f"LSTM: expected input to be a Tensor or PackedSequence, got {type(input).__name__}"
                 )
             if input.dim() not in (2, 3):
-                raise ValueError(f"LSTM: expected input to be 2D or 3D, got {input.dim()}D instead")
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
@@ -244,48 +284,49 @@ class LSTM(nn.Module):
         return output, (h_n, c_n), traces
 
     def _check_input(self, x: Tensor) -> None:
-        if x.shape[0] == 0:
-            raise RuntimeError("Expected sequence length to be larger than 0 in LSTM, got 0 steps")
+        """nn.LSTM's checks of the input x (T, B, I), in its order, with its types and texts."""
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
+            )
         if x.shape[-1] != self.input_size:
             raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+                "input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {x.shape[-1]}"
             )
-        if x.dtype != self.weight_ih_l0.dtype:
-            raise RuntimeError(
-                f"input must have the type {self.weight_ih_l0.dtype}, got type {x.dtype}"
-            )
+        if x.shape[0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
     def _initial_state(self, hx, B: int, batched: bool, x: Tensor) -> tuple[Tensor, Tensor]:
-        LD, H, P = (
-            self.num_layers * self.num_directions,
-            self.hidden_size,
-            self.proj_size or self.hidden_size,
-        )
+        """(h_0, c_0) as (D*num_layers, B, P) and (D*num_layers, B, H): zeros when hx is None, else
+        hx checked as nn.LSTM checks it (its order, types and texts) and unsqueezed if unbatched."""
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        P = self.proj_size or H
         if hx is None:
             return x.new_zeros(LD, B, P), x.new_zeros(LD, B, H)
-        if (
-            not isinstance(hx, (tuple, list))
-            or len(hx) != 2
-            or not all(isinstance(t, Tensor) for t in hx)
-        ):
-            raise TypeError(
-                f"hx: expected a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
-            )
-        h0, c0 = hx
-        rank = 3 if batched else 2
-        if h0.dim() != rank or c0.dim() != rank:
-            kind = "batched 3-D" if batched else "unbatched 2-D"
+        rank, kind = (3, "batched 3-D") if batched else (2, "unbatched 2-D")
+        if hx[0].dim() != rank or hx[1].dim() != rank:
             raise RuntimeError(
-                f"For {kind} input, hx and cx should also be {rank}-D but got ({h0.dim()}-D, {c0.dim()}-D) tensors"
+                f"For {kind} input, hx and cx should also be {rank}-D but got "
+                f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
             )
         if not batched:
-            h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-        for name, state, expected in (("hidden[0]", h0, (LD, B, P)), ("hidden[1]", c0, (LD, B, H))):
-            if tuple(state.shape) != expected:
-                raise RuntimeError(f"Expected {name} size {expected}, got {tuple(state.shape)}")
-            if state.dtype != x.dtype:
-                raise RuntimeError(f"Expected {name} dtype {x.dtype}, got {state.dtype}")
-        return h0, c0
+            hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        for k, expected in enumerate(((LD, B, P), (LD, B, H))):
+            if hx[k].shape != expected:
+                raise RuntimeError(f"Expected hidden[{k}] size {expected}, got {list(hx[k].shape)}")
+        if not isinstance(hx, (tuple, list)):
+            raise TypeError(
+                f"lstm(): argument 'hx' must be tuple of Tensors, not {type(hx).__name__}"
+            )
+        if len(hx) != 2:
+            raise RuntimeError("lstm expects two hidden states")
+        for k in range(2):
+            if hx[k].dtype != x.dtype:
+                raise RuntimeError(f"Expected hidden[{k}] dtype {x.dtype}, got {hx[k].dtype}")
+        return hx[0], hx[1]
 
 
 def _unpack(packed: PackedSequence) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor]:
@@ -308,10 +349,131 @@ def _unpack(packed: PackedSequence) -> tuple[Tensor, Tensor, Tensor | None, Tens
     )
 
 
-class LSTMCell(nn.Module):
-    """One LSTM step with torch.nn.LSTMCell's arguments and parameters: `gates.lstm_cell`.
+def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> None:
+    """The checks torch's lstm_cell kernel makes of x (N, I) and hx = (h, c), each (N, H), in its
+    order, with its types and texts (nn.LSTMCell has no checks of its own beyond the ranks)."""
+    if not isinstance(hx, (tuple, list)):
+        raise TypeError(
+            "lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, "
+            f"not {type(hx).__name__}"
+        )
+    if len(hx) != 2:
+        raise RuntimeError("lstm_cell expects two hidden states")
+    if x.size(1) != weight_ih.size(1):
+        raise RuntimeError(
+            f"input has inconsistent input_size: got {x.size(1)} expected {weight_ih.size(1)}"
+        )
+    for k, state in enumerate(hx):
+        if x.size(0) != state.size(0):
+            raise RuntimeError(
+                f"Input batch size {x.size(0)} doesn't match hidden{k} batch size {state.size(0)}"
+            )
+        if state.size(1) != weight_hh.size(1):
+            raise RuntimeError(
+                f"hidden{k} has inconsistent hidden_size: got {state.size(1)}, "
+                f"expected {weight_hh.size(1)}"
+            )
 
-    input (N, I) or (I,); hx = (h, c) each (N, H) or (H,), zeros if omitted -> (h', c').
+
+def cell_step(
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None = None,
+    bias_hh: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`gates.lstm_cell` (the specification) with the four gates kept stacked, in few torch ops.
+
+    x (N, I), h (N, H), c (N, H) -> h' (N, H), c' (N, H). F1 is two GEMMs, the second accumulating
+    into the first, z = x Wᵀ + (b_ih + b_hh) + h Uᵀ (N, 4H); F2-F4 are six element-wise ops
+    (nn.LSTMCell's kernel runs nine). Autograd differentiates it, to any order.
+    """
+    if bias_ih is None:
+        z = torch.mm(x, weight_ih.t())  # (N, 4H)
+    else:
+        z = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())  # (N, 4H)
+    z = z.addmm_(h, weight_hh.t())  # F1
+    i, f, g, o = z.chunk(4, dim=1)  # each (N, H)
+    c_next = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))  # F2, F3
+    h_next = torch.sigmoid(o) * torch.tanh(c_next)  # F2, F4
+    return h_next, c_next
+
+
+class LSTMCell(nn.Module):
+    r"""A long short-term memory (LSTM) cell: torch.nn.LSTMCell's arguments, parameters, checks and
+    numbers, one step of `gates.lstm_cell`.
+
+    .. math::
+
+        \begin{array}{ll}
+        i = \sigma(W_{ii} x + b_{ii} + W_{hi} h + b_{hi}) \\
+        f = \sigma(W_{if} x + b_{if} + W_{hf} h + b_{hf}) \\
+        g = \tanh(W_{ig} x + b_{ig} + W_{hg} h + b_{hg}) \\
+        o = \sigma(W_{io} x + b_{io} + W_{ho} h + b_{ho}) \\
+        c' = f \odot c + i \odot g \\
+        h' = o \odot \tanh(c') \\
+        \end{array}
+
+    where :math:`\sigma` is the sigmoid function and :math:`\odot` the Hadamard product. The step
+    runs as `cell_step`: the gates stacked, two GEMMs and six element-wise ops, differentiated by
+    autograd (so double backward, torch.func and autocast work as for any torch ops).
+
+    Args:
+        input_size: The number of expected features in the input `x`
+        hidden_size: The number of features in the hidden state `h`
+        bias: If ``False``, then the layer does not use bias weights `b_ih` and `b_hh`.
+            Default: ``True``
+        device: where the parameters are created. Default: ``None`` (the default device)
+        dtype: the parameters' dtype. Default: ``None`` (the default dtype)
+
+    Inputs: input, (h_0, c_0)
+        - **input** of shape :math:`(N, H_{in})` or :math:`(H_{in})`: the input features
+        - **h_0** of shape :math:`(N, H_{out})` or :math:`(H_{out})`: the initial hidden state
+        - **c_0** of shape :math:`(N, H_{out})` or :math:`(H_{out})`: the initial cell state
+
+          If `(h_0, c_0)` is not provided, both **h_0** and **c_0** default to zero.
+
+        where :math:`N` is the batch size, :math:`H_{in}` = input_size and
+        :math:`H_{out}` = hidden_size.
+
+    Outputs: (h_1, c_1)
+        - **h_1** of shape :math:`(N, H_{out})` or :math:`(H_{out})`: the next hidden state
+        - **c_1** of shape :math:`(N, H_{out})` or :math:`(H_{out})`: the next cell state
+
+    Attributes:
+        weight_ih: the learnable input-hidden weights `(W_ii|W_if|W_ig|W_io)`, of shape
+            `(4*hidden_size, input_size)`
+        weight_hh: the learnable hidden-hidden weights `(W_hi|W_hf|W_hg|W_ho)`, of shape
+            `(4*hidden_size, hidden_size)`
+        bias_ih: the learnable input-hidden bias `(b_ii|b_if|b_ig|b_io)`, of shape
+            `(4*hidden_size)`, or None with ``bias=False``
+        bias_hh: the learnable hidden-hidden bias `(b_hi|b_hf|b_hg|b_ho)`, of shape
+            `(4*hidden_size)`, or None with ``bias=False``
+
+    All the weights and biases are initialized from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})` where
+    :math:`k = \frac{1}{\text{hidden\_size}}`, drawn in nn.LSTMCell's order: under the same seed
+    both modules start from the same numbers.
+
+    Examples::
+
+        >>> import torch, lstmbyhand
+        >>> rnn = lstmbyhand.LSTMCell(10, 20)  # (input_size, hidden_size)
+        >>> input = torch.randn(2, 3, 10)  # (time_steps, batch, input_size)
+        >>> hx = torch.randn(3, 20)  # (batch, hidden_size)
+        >>> cx = torch.randn(3, 20)
+        >>> output = []
+        >>> for i in range(input.size()[0]):
+        ...     hx, cx = rnn(input[i], (hx, cx))
+        ...     output.append(hx)
+        >>> output = torch.stack(output, dim=0)
+        >>> output.shape
+        torch.Size([2, 3, 20])
+        >>> theirs = torch.nn.LSTMCell(10, 20)
+        >>> _ = theirs.load_state_dict(rnn.state_dict())
+        >>> torch.allclose(rnn(input[0])[0], theirs(input[0])[0], atol=1e-6)
+        True
     """
 
     def __init__(
@@ -323,41 +485,43 @@ class LSTMCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_size("input_size", input_size, 0)
-        _check_size("hidden_size", hidden_size, 1)
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
-        _uniform_init(self, hidden_size)
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        # nn.LSTMCell checks nothing here: torch.empty refuses what it refuses, with its texts
+        self.weight_ih = nn.Parameter(torch.empty((4 * hidden_size, input_size), **factory))
+        self.weight_hh = nn.Parameter(torch.empty((4 * hidden_size, hidden_size), **factory))
+        for name in ("bias_ih", "bias_hh"):
+            bias_vector = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
+            self.register_parameter(name, bias_vector)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _uniform_init(self, self.hidden_size)
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        text = f"{self.input_size}, {self.hidden_size}"
+        return text if self.bias is True else text + f", bias={self.bias}"
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
-        if not isinstance(input, Tensor):
+        if not isinstance(input, Tensor):  # nn.LSTMCell: AttributeError from input.dim()
             raise TypeError(f"LSTMCell: expected input to be a Tensor, got {type(input).__name__}")
         if input.dim() not in (1, 2):
-            raise ValueError(f"LSTMCell: expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.shape[-1] != self.input_size:
-            raise RuntimeError(
-                f"input has inconsistent input_size: got {input.shape[-1]} expected {self.input_size}"
-            )
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for k, state in enumerate(hx):
+                if state.dim() not in (1, 2):
+                    raise ValueError(
+                        f"LSTMCell: Expected hx[{k}] to be 1D or 2D, got {state.dim()}D instead"
+                    )
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (N, I)
         if hx is None:
-            h = c = x.new_zeros(x.shape[0], self.hidden_size)
-        else:
-            h, c = (s if batched else s.unsqueeze(0) for s in hx)
-            expected = (x.shape[0], self.hidden_size)
-            for name, state in (("hx", h), ("cx", c)):
-                if tuple(state.shape) != expected:
-                    raise RuntimeError(
-                        f"{name}: expected shape {expected}, got {tuple(state.shape)}"
-                    )
-        h, c, _ = lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)  # (N, H)
+            hx = (zeros, zeros)
+        elif not batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        _check_cell_state(x, hx, self.weight_ih, self.weight_hh)
+        h, c = cell_step(x, *hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
