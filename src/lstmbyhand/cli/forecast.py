@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import plots
-    from lstmbyhand.forecast.files import check_output, same_file, write_output
+    from lstmbyhand.forecast.files import check_output, in_place, same_file, write_output
     from lstmbyhand.forecast.recursive import forecast_frame
     from lstmbyhand.forecast.restore import open_run
     from lstmbyhand.forecast.rundir import RunDir
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.output, "--output", inputs)
     if args.plot:
         plots.check_plot(args.plot, "--plot", inputs)
-        if args.output and args.output != "-" and same_file(Path(args.output), Path(args.plot)):
+        two = args.output and not in_place(args.output) and not in_place(args.plot)
+        if two and same_file(Path(args.output), Path(args.plot)):
             raise UserError(f"--output and --plot are both {args.output}; give two files")
     model, settings, _, prep = open_run(args.run, args.data, split=False)
     frame = forecast_frame(model, prep, args.steps)

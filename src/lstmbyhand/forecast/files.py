@@ -158,6 +158,18 @@ def check_output(target: str, flag: str, protected: Iterable[Path] = ()) -> None
         raise UserError(f"{flag} {target}: the folder {p.parent} does not exist; create it first")
 
 
+def in_place(target: str) -> bool:
+    """True for `-` and for what is written in place: not a regular file, or under /dev or /proc."""
+    if target == "-" or target.startswith(IN_PLACE_ROOTS):
+        return True
+    real = os.path.realpath(target)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    return not stat.S_ISREG(mode) or real.startswith(IN_PLACE_ROOTS)
+
+
 def write_output(target: str, data: bytes, flag: str, protected: Iterable[Path] = ()) -> None:
     """Write a user-named output (see the module docstring): stdout, in place, or atomically."""
     check_output(target, flag, protected)
@@ -165,20 +177,11 @@ def write_output(target: str, data: bytes, flag: str, protected: Iterable[Path] 
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    real = Path(os.path.realpath(target))
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        mode = stat.S_IFREG
-    if (
-        not stat.S_ISREG(mode)
-        or str(real).startswith(IN_PLACE_ROOTS)
-        or target.startswith(IN_PLACE_ROOTS)
-    ):
+    if in_place(target):
         try:
             with open(target, "wb") as f:  # a device or a pipe: write in place
                 f.write(data)
         except OSError as err:
             raise write_error(Path(target), err, len(data)) from None
         return
-    atomic_write(real, data)
+    atomic_write(Path(os.path.realpath(target)), data)

@@ -40,8 +40,8 @@ def plot_format(path: str | Path, flag: str = "--plot") -> str:
 
 def check_plot(path: str, flag: str = "--plot", protected: Iterable[Path] = ()) -> None:
     """Refuse a plot path before any work: unknown format, a command's input, a run's file."""
-    plot_format(path, flag)
     check_output(path, flag, protected)
+    plot_format(path, flag)
 
 
 def _render(fig: Figure, path: str | Path) -> bytes:

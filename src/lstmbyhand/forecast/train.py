@@ -189,14 +189,20 @@ def train(
 
 
 def stopped(signals: StopSignals, s: TrainSettings, run: RunDir, progress: Progress | None):
-    """The one line for a run stopped by a signal; the resume hint only when a resume would work."""
-    during = f"during epoch {progress.epoch + 1}" if progress else "while starting"
-    kept = _kept(run, progress or Progress())
+    """The one line for a run stopped by a signal; the resume hint only when a resume would work
+    (a state file exists). progress None: stopped outside the epoch loop."""
+    during = f" during epoch {progress.epoch + 1}" if progress else ""
     if run.file(STATE).is_file():
+        kept = (
+            _kept(run, progress)
+            if progress and progress.epoch
+            else f"The last checkpoint is kept in {run.path}"
+        )
         again = f"continue with: lstmbyhand train {s.data} --target {s.target} --out {run.path} --resume"
     else:
-        again = "nothing to resume yet: start again with --force"
-    return TrainingStopped(f"stopped by {signals.name()} {during}. {kept}; {again}",
+        kept = f"No epoch had finished, so {run.path} holds no checkpoint to resume from"
+        again = "start again (with --force if the folder was created)"
+    return TrainingStopped(f"stopped by {signals.name()}{during}. {kept}; {again}",
                            exit_code=signals.exit_code())  # fmt: skip
 
 
