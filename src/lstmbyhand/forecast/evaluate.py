@@ -29,7 +29,6 @@ import torch
 from lstmbyhand.forecast.config import STATISTICAL
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.prepare import Prepared
-from lstmbyhand.forecast.windows import windows
 
 METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -68,12 +67,21 @@ def seasonal_naive(values: np.ndarray, at: np.ndarray, horizon: int, season: int
 
 
 @torch.no_grad()
-def predict(model: Forecaster, prep: Prepared, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The model's forecasts in original units (K, H) from the origins `at` (K,) of `values`."""
-    x = windows(values, at, prep.window, 0)[0]  # (K, W)
-    xs = torch.as_tensor(prep.inputs(values, at), dtype=torch.float32)  # (K, W [+ H])
-    ys = model(xs).double().numpy()  # (K, H)
-    return prep.scaler.inverse(ys, x)
+def predict(
+    model: Forecaster, prep: Prepared, values: np.ndarray, at: np.ndarray, steps: int = 0
+) -> np.ndarray:
+    """The model's forecasts in original units (K, S) from the origins `at` (K,) of `values`,
+    S = `steps` (0: the horizon). A network that gives O < S steps at once is fed its own
+    forecasts back in, as if observed, each origin on its own history, O steps at a time."""
+    steps = steps or prep.horizon
+    rows = [np.asarray(values[: t + 1], dtype=np.float64) for t in at]  # histories, growing
+    while len(rows[0]) - at[0] - 1 < steps:
+        xs = np.concatenate([prep.inputs(r, np.array([len(r) - 1])) for r in rows])  # (K, W [+ O])
+        x = np.stack([r[-prep.window :] for r in rows])  # (K, W)
+        ys = model(torch.as_tensor(xs, dtype=torch.float32)).double().numpy()  # (K, O)
+        f = prep.scaler.inverse(ys, x)  # (K, O)
+        rows = [np.concatenate([r, f[k]]) for k, r in enumerate(rows)]
+    return np.stack([r[t + 1 : t + 1 + steps] for r, t in zip(rows, at, strict=True)])  # (K, S)
 
 
 def forecasts(
@@ -81,8 +89,8 @@ def forecasts(
 ) -> dict[str, np.ndarray]:
     """Every forecaster's forecasts (K, H) from the part's origins; the statistical models only
     on the test split and with `baselines`."""
-    values, at, H = prep.series.values, prep.origins[part], prep.horizon
-    out = {"model": predict(model, prep, values, at), "naive": naive(values, at, H)}
+    values, at, H = prep.series.values, prep.origins[part], prep.steps(part)
+    out = {"model": predict(model, prep, values, at, H), "naive": naive(values, at, H)}
     if season:
         out["seasonal_naive"] = seasonal_naive(values, at, H, season)
     if baselines and part == "test":
@@ -106,7 +114,7 @@ def evaluate(
         "split": part,
         "windows": int(len(y)),
         "points": int(y.size),
-        "horizon": prep.horizon,
+        "horizon": prep.steps(part),
         "season": season,
         "base": prep.base,
         "mase_scale": scale,

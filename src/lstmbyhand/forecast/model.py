@@ -1,7 +1,11 @@
 """The forecaster: our LSTM over a window of scaled values, a linear head, plus a statistical base.
 
-    x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> r' (B, horizon)
-    y' = b' + r'            b' (B, horizon): the base forecast, scaled like the window (`--base`)
+    x' (B, W) -> LSTM -> h_W (B, H_hid), the last step of the top layer -> Linear -> r' (B, O)
+    y' = b' + r'            b' (B, O): the base forecast, scaled like the window (`--base`)
+
+O (`ModelConfig.outputs`) is 1 with `--multistep recursive` (the default: `evaluate.predict`
+feeds each forecast back in, as new data, until the horizon is reached) and the horizon with
+`direct` (all H forecasts at once).
 
 The network learns the residual of a statistical forecast (the median of AutoETS, AutoARIMA and
 AutoTheta by default, see `baselines.py`; Smyl's ES-RNN joined exponential smoothing and an LSTM
@@ -10,10 +14,9 @@ stopping keeps it (epoch 0) unless an epoch beats it on the validation part. Wit
 there is no b' and the untrained model is the scaling's own baseline: the last value for `last`,
 the window's mean for `window`, the train mean for `global`.
 
-The inputs are one tensor, the window's W scaled values followed by the base's H scaled forecasts:
-x (B, W + H), or x (B, W) without a base. All H forecasts come out at once (direct multi-output);
-`recursive.py` feeds them back in for more steps than the horizon. Built from `ModelConfig`, which
-is saved in every run's config.json.
+The inputs are one tensor, the window's W scaled values followed by the base's O scaled forecasts:
+x (B, W + O), or x (B, W) without a base. Built from `ModelConfig`, which is saved in every run's
+config.json.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from lstmbyhand.nn import LSTM
 
 
 class Forecaster(nn.Module):
-    """LSTM(1 -> hidden, layers, dropout between layers) + Linear(hidden -> horizon) [+ base]."""
+    """LSTM(1 -> hidden, layers, dropout between layers) + Linear(hidden -> outputs) [+ base]."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -35,28 +38,28 @@ class Forecaster(nn.Module):
         self.lstm = LSTM(
             1, config.hidden, num_layers=config.layers, dropout=dropout, batch_first=True
         )
-        self.head = nn.Linear(config.hidden, config.horizon)
+        self.head = nn.Linear(config.hidden, config.outputs)
         nn.init.zeros_(self.head.weight)  # start as the baseline: r' = 0
         nn.init.zeros_(self.head.bias)
 
     @property
     def inputs(self) -> int:
-        """Values per input row: W, plus H base forecasts when there is a base."""
+        """Values per input row: W, plus O base forecasts when there is a base."""
         c = self.config
-        return c.window + (c.horizon if c.base != "none" else 0)
+        return c.window + (c.outputs if c.base != "none" else 0)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (B, W [+ H]): scaled window [and base] -> y' (B, horizon) scaled forecasts."""
+        """x (B, W [+ O]): scaled window [and base] -> y' (B, O) scaled forecasts."""
         if x.dim() != 2 or x.shape[1] != self.inputs:
             raise ValueError(
                 f"expected inputs of shape (batch, {self.inputs}), got {tuple(x.shape)}"
             )
         W = self.config.window
         out, _ = self.lstm(x[:, :W].unsqueeze(-1))  # (B, W, hidden)
-        residual = self.head(out[:, -1])  # (B, horizon)
+        residual = self.head(out[:, -1])  # (B, O)
         return residual + x[:, W:] if x.shape[1] > W else residual
 
     @torch.no_grad()
     def trace(self, x: Tensor):
-        """The gate traces of our LSTM for inputs x (B, W [+ H]): [layer][direction] -> GateTrace."""
+        """The gate traces of our LSTM for inputs x (B, W [+ O]): [layer][direction] -> GateTrace."""
         return self.lstm.trace(x[:, : self.config.window].unsqueeze(-1))

@@ -32,29 +32,35 @@ class Prepared:
     horizon: int
     base: str = "none"  # ModelConfig.base
     season: int = 0
+    outputs: int = 0  # the network's forecasts per pass (ModelConfig.outputs); 0: the horizon
     statistical: Statistical = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.outputs = self.outputs or self.horizon
         n = self.split.test_start if self.split else len(self.series)
         self.statistical = Statistical(self.series.values[:n], self.season)
 
+    def steps(self, part: str) -> int:
+        """Targets per window: the horizon on the test part, the network's O on train and val."""
+        return self.horizon if part == "test" else self.outputs
+
     def raw(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """Raw inputs (K, W) and targets (K, H) of one part, in original units."""
-        return windows(self.series.values, self.origins[part], self.window, self.horizon)
+        """Raw inputs (K, W) and targets (K, steps(part)) of one part, in original units."""
+        return windows(self.series.values, self.origins[part], self.window, self.steps(part))
 
     def inputs(self, values: np.ndarray, at: np.ndarray) -> np.ndarray:
         """The network's inputs for origins `at` (K,) of `values`: the scaled window, then (with a
-        base) the base's forecasts scaled the same way: (K, W [+ H])."""
+        base) the base's O forecasts scaled the same way: (K, W [+ O])."""
         x = windows(values, at, self.window, 0)[0]  # (K, W)
         xs = self.scaler.transform(x)  # (K, W)
         if self.base == "none":
             return xs
         shift, scale = self.scaler.reference(x)  # (K, 1) each
-        base = self.statistical.base(self.base, values, at, self.horizon)  # (K, H)
+        base = self.statistical.base(self.base, values, at, self.outputs)  # (K, O)
         return np.concatenate([xs, (base - shift) / scale], axis=1)
 
     def tensors(self, part: str, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network inputs (K, W [+ H]) and scaled targets (K, H) of one part, as tensors."""
+        """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part."""
         x, y = self.raw(part)
         ys = self.scaler.transform(x, y)[1]
         xs = self.inputs(self.series.values, self.origins[part])
@@ -75,8 +81,12 @@ def prepare(s: TrainSettings, series: Series, scaler: Scaler | None = None) -> P
     split = make_split(len(series), s.window, s.horizon, s.val_fraction, s.test_fraction)
     if scaler is None:
         scaler = Scaler.fit(s.scaling, series.values[: split.n_train])
-    origins = split_origins(split, s.window, s.horizon)
+    model = s.model
+    origins = split_origins(split, s.window, model.outputs)  # a recursive network learns one step
+    origins["test"] = split_origins(split, s.window, s.horizon)["test"]  # scored at the horizon
     season = s.season
     if season is None:
         season = series.season if series.season < split.n_train else 0
-    return Prepared(series, split, scaler, origins, s.window, s.horizon, s.base, season)
+    return Prepared(
+        series, split, scaler, origins, s.window, s.horizon, s.base, season, model.outputs
+    )

@@ -1,10 +1,11 @@
 """Forecasts past the end of the data, recursively when asked for more steps than the horizon.
 
-    x = the last W values (and the base after them);  repeat: ŷ (H,) = model(x);  append ŷ;
+    x = the last W values (and the base after them);  repeat: ŷ = model(x);  append ŷ;
     x = the last W of (x, ŷ) (the base: its models' forecasts after the history and ŷ)
 
-until `steps` values exist (the last round's extra values are dropped). Forecasts are in the
-original units; time stamps continue the time column (see `data.continue_time`).
+until `steps` values exist (the last round's extra values are dropped; `evaluate.predict` does
+it). Forecasts are in the original units; time stamps continue the time column (see
+`data.continue_time`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,8 @@ from lstmbyhand.forecast.prepare import Prepared
 
 def recursive_forecast(model: Forecaster, prep: Prepared, steps: int) -> np.ndarray:
     """The next `steps` values after the series: (steps,)."""
-    history = list(prep.series.values)  # the base's models filter all of it
-    out: list[float] = []
-    while len(out) < steps:
-        values = np.asarray(history, dtype=np.float64)  # (n,)
-        yhat = predict(model, prep, values, np.array([len(values) - 1]))[0]  # (H,)
-        out.extend(yhat.tolist())
-        history.extend(yhat.tolist())
-    return np.asarray(out[:steps])
+    values = prep.series.values
+    return predict(model, prep, values, np.array([len(values) - 1]), steps)[0]
 
 
 def forecast_frame(model: Forecaster, prep: Prepared, steps: int) -> pd.DataFrame:
