@@ -61,6 +61,7 @@ def native_build() -> tuple[list, dict]:
     extension = CppExtension(
         "lstmbyhand.nn._C",
         sources,
+        depends=sorted(glob("src/lstmbyhand/nn/csrc/*.h")),  # a changed header rebuilds
         extra_compile_args=flags,
         extra_link_args=link,
     )
