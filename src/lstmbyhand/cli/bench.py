@@ -4,6 +4,7 @@
     lstmbyhand bench --rows 50,32,64,64,1 --repeats 31
     lstmbyhand bench --device cuda            # where a GPU exists
     python -m lstmbyhand bench --no-fit       # skip the tiny-model training comparison
+    lstmbyhand bench --rows 4,2,1,1,1 --no-fit --cell-steps 200   # the LSTMCell table, longer
 
 For each row (T, B, I, H, layers) both models get the same weights (ours copied into nn.LSTM) and the
 same input x (T, B, I). A *training step* is zero_grad + forward + backward of output.sum(); *inference*
@@ -11,6 +12,10 @@ is a forward pass under torch.no_grad(). Each sample times a loop calibrated to 
 the implementations alternate sample by sample (the first one alternating too), and the table reports
 median(ours) / median(nn.LSTM): below 1.0 is faster. The machine is shared and noisy: compare ratios,
 not absolute times.
+
+The LSTMCell table times our cell against nn.LSTMCell called once per step from Python, in the
+model of PyTorch's examples/time_sequence_prediction (two cells and a linear head, batch 97, float64),
+with the same training step and inference pass and the same alternating medians.
 
 The last table trains the seed's model (`LSTMbyHand(4, 1)` on its two-sequence data): our
 `train_model` (whole loop compiled, `fit_adam`, when built) against nn.LSTM + torch.optim.Adam written
@@ -58,6 +63,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-fit", dest="fit", action="store_false", help="skip the tiny-model training table"
     )
+    parser.add_argument(
+        "--no-cell", dest="cell", action="store_false", help="skip the step-by-step LSTMCell table"
+    )
+    parser.add_argument(
+        "--cell-steps", type=int, default=50, help="time steps of the LSTMCell table's sequence"
+    )
     parser.add_argument("--fit-epochs", type=int, default=2000, help="epochs for the fit table")
     parser.set_defaults(func=main)
     return parser
@@ -66,11 +77,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from lstmbyhand.cli.timing import bench_fit, bench_row, machine
+    from lstmbyhand.cli.timing import bench_cell, bench_fit, bench_row, machine
     from lstmbyhand.nn import native
 
     if args.repeats < 1:
         raise UserError(f"--repeats: expected a positive int, got {args.repeats}")
+    if args.cell_steps < 1:
+        raise UserError(f"--cell-steps: expected a positive int, got {args.cell_steps}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
@@ -90,6 +103,23 @@ def main(args: argparse.Namespace) -> int:
         r = bench_row(row, device, args.repeats, args.sample_ms)
         cells = [str(v) for v in row]
         cells += [f"{r['train_ours'] * 1e3:.3f}", f"{r['train_torch'] * 1e3:.3f}"]
+        cells += [f"**{r['train_ours'] / r['train_torch']:.2f}**"]
+        cells += [f"{r['infer_ours'] * 1e3:.3f}", f"{r['infer_torch'] * 1e3:.3f}"]
+        cells += [f"**{r['infer_ours'] / r['infer_torch']:.2f}**"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+    if args.cell:
+        r = bench_cell(args.cell_steps, device, args.repeats, args.sample_ms)
+        print(
+            f"\nLSTMCell called step by step from Python ({args.cell_steps} steps of "
+            "examples/time_sequence_prediction's model: LSTMCell(1, 51) -> LSTMCell(51, 51) -> "
+            "Linear, batch 97, float64); ratio = ours / torch.nn.LSTMCell:\n"
+        )
+        print(
+            "| train ours (ms) | train nn.LSTMCell (ms) | train ratio "
+            "| infer ours (ms) | infer nn.LSTMCell (ms) | infer ratio |"
+        )
+        print("|---|---|---|---|---|---|")
+        cells = [f"{r['train_ours'] * 1e3:.3f}", f"{r['train_torch'] * 1e3:.3f}"]
         cells += [f"**{r['train_ours'] / r['train_torch']:.2f}**"]
         cells += [f"{r['infer_ours'] * 1e3:.3f}", f"{r['infer_torch'] * 1e3:.3f}"]
         cells += [f"**{r['infer_ours'] / r['infer_torch']:.2f}**"]

@@ -99,6 +99,66 @@ def bench_row(row, device: torch.device, repeats: int, sample_ms: float) -> dict
     }
 
 
+class _Sequence(nn.Module):
+    """PyTorch's examples/time_sequence_prediction model: LSTMCell(1, 51) -> LSTMCell(51, 51) ->
+    Linear(51, 1), float64, the cells called once per step from Python."""
+
+    def __init__(self, cell: type[nn.Module], device: torch.device) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": torch.float64}
+        self.lstm1, self.lstm2 = cell(1, 51, **factory), cell(51, 51, **factory)
+        self.linear = nn.Linear(51, 1, **factory)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T)
+        h1 = c1 = h2 = c2 = input.new_zeros(input.shape[0], 51)  # (B, 51)
+        outputs = []
+        for x_t in input.split(1, dim=1):  # (B, 1)
+            h1, c1 = self.lstm1(x_t, (h1, c1))
+            h2, c2 = self.lstm2(h1, (h2, c2))
+            outputs.append(self.linear(h2))  # (B, 1)
+        return torch.cat(outputs, dim=1)
+
+
+def bench_cell(
+    steps: int, device: torch.device, repeats: int, sample_ms: float
+) -> dict[str, float]:
+    """Our LSTMCell against nn.LSTMCell in `_Sequence` (batch 97, as the example trains it): a
+    training step is zero_grad + the loop over `steps` inputs + MSE + backward; inference is the loop
+    under torch.no_grad()."""
+    from lstmbyhand.nn.layers import LSTMCell
+
+    torch.manual_seed(0)
+    ours, theirs = _Sequence(LSTMCell, device), _Sequence(nn.LSTMCell, device)
+    theirs.load_state_dict(ours.state_dict())
+    x, target = torch.randn(2, 97, steps, dtype=torch.float64, device=device)
+
+    def train_step(model):
+        def step():
+            model.zero_grad(set_to_none=True)
+            nn.functional.mse_loss(model(x), target).backward()
+
+        return step
+
+    def infer(model):
+        def run():
+            with torch.no_grad():
+                model(x)
+
+        return run
+
+    with torch.no_grad():  # same function before timing it
+        err = (ours(x) - theirs(x)).abs().max().item()
+    t_ours, t_theirs = compare(train_step(ours), train_step(theirs), device, repeats, sample_ms)
+    i_ours, i_theirs = compare(infer(ours), infer(theirs), device, repeats, sample_ms)
+    return {
+        "train_ours": t_ours,
+        "train_torch": t_theirs,
+        "infer_ours": i_ours,
+        "infer_torch": i_theirs,
+        "max_abs_diff": err,
+    }
+
+
 def bench_fit(epochs: int, repeats: int) -> dict[str, float]:
     """Adam steps per second on the seed's model: our train_model vs nn.LSTM + torch.optim.Adam."""
     from lstmbyhand.seed import LSTMbyHand, dataLoader

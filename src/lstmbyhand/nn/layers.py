@@ -4,7 +4,10 @@ Same constructor arguments, same parameter names and shapes (so `state_dict`s mo
 forward contract (batch-first, unbatched and packed input, optional initial state, projections,
 bidirectional stacks, dropout between layers) and the same numbers. Each layer direction runs
 `bptt.lstm_sequence` (hand-derived backward, compiled on CPU when built); `LSTM.trace` runs the
-readable loop in `sequence.py` and returns every gate value, which nn.LSTM cannot show.
+readable loop in `sequence.py` and returns every gate value, which nn.LSTM cannot show. `LSTMCell`
+runs `cell_step`: `gates.lstm_cell` with the gates stacked, in as few torch ops as nn.LSTMCell's own
+kernel, so a cell called step by step from Python is as fast. Invalid arguments and inputs raise
+nn.LSTM's exception types with its texts (tests/nn/test_errors_like_torch.py holds every case).
 
     output, (h_n, c_n) = LSTM(I, H, num_layers=L, bidirectional=...)(x, (h_0, c_0))
 
@@ -81,13 +84,119 @@ def _uniform_init(module: nn.Module, hidden_size: int) -> None:
 
 
 class LSTM(nn.Module):
-    """A multi-layer LSTM with torch.nn.LSTM's arguments, parameters and results.
+    r"""A multi-layer long short-term memory (LSTM) RNN with torch.nn.LSTM's arguments, parameters,
+    checks and numbers. For each element of the input sequence each layer computes
 
-    Every layer l and direction (suffix "" or "_reverse") holds
-    `weight_ih_l{l}` (4H, I or D*P), `weight_hh_l{l}` (4H, P), `bias_ih_l{l}`, `bias_hh_l{l}` (4H,),
-    and with proj_size > 0 `weight_hr_l{l}` (P, H); the four gates are stacked i, f, g, o.
+    .. math::
+        \begin{array}{ll} \\
+            i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+            f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+            g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+            o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+            c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+            h_t = o_t \odot \tanh(c_t) \\
+        \end{array}
 
-    Set `backend` to "reference" to run the readable loop with autograd instead of the hand BPTT.
+    where :math:`h_t` is the hidden state at time `t`, :math:`c_t` the cell state, :math:`x_t` the
+    input, :math:`h_{t-1}` the layer's hidden state at `t-1` (or the initial hidden state at time
+    `0`), and :math:`i_t`, :math:`f_t`, :math:`g_t`, :math:`o_t` the input, forget, cell and output
+    gates; :math:`\sigma` is the sigmoid function and :math:`\odot` the Hadamard product (each gate
+    written out in `gates.lstm_cell`). In a multilayer LSTM the input :math:`x^{(l)}_t` of layer
+    :math:`l \ge 2` is the hidden state :math:`h^{(l-1)}_t` of the layer below times dropout
+    :math:`\delta^{(l-1)}_t`, each a Bernoulli variable that is `0` with probability `dropout`.
+    With ``proj_size > 0`` the hidden state is projected, :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))`,
+    and has proj_size features (https://arxiv.org/abs/1402.1128).
+
+    Each layer direction runs the hand-derived BPTT (compiled on the CPU when built);
+    ``backend = "reference"`` runs the readable loop with autograd instead, and `trace` returns every
+    gate value, which nn.LSTM cannot show.
+
+    Args:
+        input_size: The number of expected features in the input `x`
+        hidden_size: The number of features in the hidden state `h`
+        num_layers: Number of recurrent layers, stacked. Default: 1
+        bias: If ``False``, then the layer does not use bias weights `b_ih` and `b_hh`.
+            Default: ``True``
+        batch_first: If ``True``, the input and output tensors are `(batch, seq, feature)` instead
+            of `(seq, batch, feature)` (not the hidden and cell states). Default: ``False``
+        dropout: If non-zero, dropout with this probability on the outputs of each layer except
+            the last. Default: 0
+        bidirectional: If ``True``, a bidirectional LSTM. Default: ``False``
+        proj_size: If ``> 0``, an LSTM with projections of this size. Default: 0
+        device: where the parameters are created. Default: ``None`` (the default device)
+        dtype: the parameters' dtype. Default: ``None`` (the default dtype)
+
+    Inputs: input, (h_0, c_0)
+        * **input**: tensor of shape :math:`(L, H_{in})` for unbatched input,
+          :math:`(L, N, H_{in})` when ``batch_first=False`` or :math:`(N, L, H_{in})` when
+          ``batch_first=True``, or a packed variable length sequence
+          (:func:`torch.nn.utils.rnn.pack_padded_sequence`).
+        * **h_0**: tensor of shape :math:`(D * \text{num\_layers}, H_{out})` for unbatched input or
+          :math:`(D * \text{num\_layers}, N, H_{out})`: the initial hidden state. Defaults to
+          zeros if (h_0, c_0) is not provided.
+        * **c_0**: tensor of shape :math:`(D * \text{num\_layers}, H_{cell})` for unbatched input or
+          :math:`(D * \text{num\_layers}, N, H_{cell})`: the initial cell state. Defaults to zeros
+          if (h_0, c_0) is not provided.
+
+        where:
+
+        .. math::
+            \begin{aligned}
+                N ={} & \text{batch size} \\
+                L ={} & \text{sequence length} \\
+                D ={} & 2 \text{ if bidirectional=True otherwise } 1 \\
+                H_{in} ={} & \text{input\_size} \\
+                H_{cell} ={} & \text{hidden\_size} \\
+                H_{out} ={} & \text{proj\_size if } \text{proj\_size}>0 \text{ otherwise hidden\_size} \\
+            \end{aligned}
+
+    Outputs: output, (h_n, c_n)
+        * **output**: tensor of shape :math:`(L, D * H_{out})` for unbatched input,
+          :math:`(L, N, D * H_{out})` when ``batch_first=False`` or :math:`(N, L, D * H_{out})`
+          when ``batch_first=True``: the last layer's `h_t` for each `t`, forward and reverse
+          directions concatenated; a PackedSequence if the input was one.
+        * **h_n**: tensor of shape :math:`(D * \text{num\_layers}, H_{out})` for unbatched input or
+          :math:`(D * \text{num\_layers}, N, H_{out})`: the final hidden state of each layer and
+          direction (the reverse direction's is its state after the first step).
+        * **c_n**: tensor of shape :math:`(D * \text{num\_layers}, H_{cell})` for unbatched input or
+          :math:`(D * \text{num\_layers}, N, H_{cell})`: the final cell state of each layer and
+          direction.
+
+    Attributes:
+        weight_ih_l[k]: the learnable input-hidden weights of layer k `(W_ii|W_if|W_ig|W_io)`, of
+            shape `(4*hidden_size, input_size)` for `k = 0`, otherwise
+            `(4*hidden_size, num_directions * H_out)`
+        weight_hh_l[k]: the learnable hidden-hidden weights of layer k `(W_hi|W_hf|W_hg|W_ho)`, of
+            shape `(4*hidden_size, H_out)`
+        bias_ih_l[k]: the learnable input-hidden bias of layer k `(b_ii|b_if|b_ig|b_io)`, of shape
+            `(4*hidden_size)`
+        bias_hh_l[k]: the learnable hidden-hidden bias of layer k `(b_hi|b_hf|b_hg|b_ho)`, of shape
+            `(4*hidden_size)`
+        weight_hr_l[k]: the learnable projection weights of layer k, of shape
+            `(proj_size, hidden_size)`; only with ``proj_size > 0``
+        weight_*_l[k]_reverse, bias_*_l[k]_reverse: the same for the reverse direction; only with
+            ``bidirectional=True``
+        all_weights, _flat_weights, _flat_weights_names: the parameters (and their names) per
+            layer direction and in one flat list, as nn.LSTM lists them; ``flatten_parameters()``
+            is accepted and does nothing (nn.LSTM packs weights for cuDNN only)
+
+    All the weights and biases are initialized from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})` where
+    :math:`k = \frac{1}{\text{hidden\_size}}`, drawn in nn.LSTM's order: under the same seed both
+    modules start from the same numbers. ``batch_first`` is ignored for unbatched inputs.
+
+    Examples::
+
+        >>> import torch, lstmbyhand
+        >>> rnn = lstmbyhand.LSTM(10, 20, 2)
+        >>> input = torch.randn(5, 3, 10)
+        >>> h0 = torch.randn(2, 3, 20)
+        >>> c0 = torch.randn(2, 3, 20)
+        >>> output, (hn, cn) = rnn(input, (h0, c0))
+        >>> output.shape, hn.shape, cn.shape
+        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]), torch.Size([2, 3, 20]))
+        >>> theirs = rnn.to_torch()  # a torch.nn.LSTM with these weights
+        >>> torch.allclose(output, theirs(input, (h0, c0))[0], atol=1e-6)
+        True
     """
 
     def __init__(
