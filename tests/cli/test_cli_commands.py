@@ -40,7 +40,8 @@ def test_train_prints_a_summary(tmp_path, capsys):
 def test_evaluate_json_shape_and_baselines_by_hand(airline_run, capsys):
     assert main(["evaluate", str(airline_run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["metrics"]) == {"model", "naive", "seasonal_naive"}
+    naive = {"model", "naive", "seasonal_naive"}
+    assert set(result["metrics"]) == naive | {"AutoETS", "AutoARIMA", "AutoTheta"}
     for m in result["metrics"].values():
         assert set(m) == {"mae", "rmse", "smape", "mase"}
         assert all(isinstance(v, float) and np.isfinite(v) for v in m.values())
@@ -68,7 +69,9 @@ def test_evaluate_table(airline_run, capsys):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[1].split() == ["MAE", "RMSE", "sMAPE", "%", "MASE"]
-    assert [line.split()[0] for line in lines[2:]] == ["model", "naive", "seasonal_naive"]
+    names = ["model", "naive", "seasonal_naive", "AutoETS", "AutoARIMA", "AutoTheta"]
+    assert [line.split()[0] for line in lines[2:-1]] == names
+    assert lines[-1].startswith("best: ")  # the winner, then the model against the best statistical
 
 
 def test_evaluate_on_other_data_uses_that_file(airline_run, tmp_path, capsys):
