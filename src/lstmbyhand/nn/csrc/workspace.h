@@ -22,7 +22,8 @@ at::Tensor checked(const at::Tensor& t, const at::Tensor& like, const char* name
 // the layer passes the same parameters at every call, and preparing them (a copy and a transpose into
 // fresh memory) is a large share of a short call at H = 256 (docs/performance.md). A hit needs the
 // same memory and bitwise the same contents as when prepared (compared with a saved copy), so any
-// update, in place or through .data, misses; a miss on the same memory re-prepares into the old entry's buffers once nothing holds them.
+// update, in place or through .data, misses; a miss on the same memory re-prepares into the old
+// entry's buffers once nothing holds them.
 at::Tensor paneled_weights(const std::vector<at::Tensor>& parts);
 
 }  // namespace lstmbyhand
