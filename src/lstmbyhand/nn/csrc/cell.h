@@ -120,7 +120,7 @@ inline void cell_forward(int64_t H, const T* __restrict__ z, const T* __restrict
           sigmoid16(_mm512_add_ps(_mm512_loadu_ps(z + 3 * H + k), _mm512_loadu_ps(b + 3 * H + k)));  // F2
       const __m512 c_prev = _mm512_loadu_ps(c + k);
       const __m512 c_t = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
-      const __m512 tanh_c = tanh16(c_t);
+      const __m512 tanh_c = tanh16(c_t);  // F4
       const __m512 r = _mm512_mul_ps(o, tanh_c);  // F4
       _mm512_storeu_ps(c + k, c_t);
       _mm512_storeu_ps(h + k, r);
@@ -144,7 +144,7 @@ inline void cell_forward(int64_t H, const T* __restrict__ z, const T* __restrict
     const T o = sigmoid(z[3 * H + k] + b[3 * H + k]);  // F2
     const T c_prev = c[k];
     const T c_t = f * c_prev + i * g;  // F3
-    const T tanh_c = tanh_act(c_t);
+    const T tanh_c = tanh_act(c_t);  // F4
     const T r = o * tanh_c;  // F4
     c[k] = c_t;
     h[k] = r;
