@@ -3,7 +3,8 @@
     lstmbyhand demo [--out DIR]                     the seed's example, both formulations, with gate plots
     lstmbyhand bench                                speed against torch.nn.LSTM
     lstmbyhand train DATA.csv --target COL [...]    train a forecaster into a run directory
-    lstmbyhand evaluate RUN [--data CSV] [--json]   test-split metrics against naive baselines
+    lstmbyhand evaluate RUN [--data CSV] [--json]   test-split metrics against naive and statistical baselines
+    lstmbyhand backtest DATA.csv --target COL --folds K   rolling origins, each fold trained afresh
     lstmbyhand forecast RUN --data CSV --steps N    forecast past the end of the data
     lstmbyhand inspect RUN --data CSV               gate heatmaps over the last window
 
@@ -37,11 +38,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lstmbyhand.cli import bench, demo, evaluate, forecast, inspect, train
+    from lstmbyhand.cli import backtest, bench, demo, evaluate, forecast, inspect, train
 
     parser = Parser(prog="lstmbyhand", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, bench, train, evaluate, forecast, inspect):
+    for module in (demo, bench, train, evaluate, backtest, forecast, inspect):
         module.add_parser(sub)
     return parser
 

@@ -33,7 +33,7 @@ from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.forecast import checkpoint, distributed, plots
 from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
-from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.model import Forecaster, select
 from lstmbyhand.forecast.optim import Adam
 from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
 from lstmbyhand.forecast.rundir import (
@@ -293,6 +293,10 @@ def _train(
     if not distributed.weights_agree(model):
         raise RuntimeError(
             "the ranks ended with different weights; this is a bug, please report it"
+    chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
+    if is_main and chosen is not best:
+        with signals.deferred():
+            run.write_weights(chosen, {"epoch": progress.best_epoch, "kept": "base"})
         )
     stopped_early = bool(s.patience and progress.bad_epochs >= s.patience)
     return Result(run.path, progress, stopped_early, world_size)
