@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lstmbyhand.nn import native
-from lstmbyhand.nn.bptt import lstm_sequence
+from lstmbyhand.nn.ops import lstm_sequence
 from lstmbyhand.nn.sequence import reference_sequence
 
 T, B, I, H = 5, 4, 3, 6

@@ -15,7 +15,7 @@ import lstmbyhand
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast import distributed
 from lstmbyhand.nn import native
-from lstmbyhand.nn.bptt import lstm_sequence
+from lstmbyhand.nn.ops import lstm_sequence
 from lstmbyhand.seed import LSTMbyHand, dataLoader
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

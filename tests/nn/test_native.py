@@ -14,7 +14,7 @@ import torch
 from helpers import torch_threads
 from torch import nn
 
-from lstmbyhand.nn import bptt, native
+from lstmbyhand.nn import bptt, native, ops
 from lstmbyhand.nn.sequence import reference_sequence
 
 TOL = {torch.float64: {"atol": 1e-12, "rtol": 1e-10}, torch.float32: {"atol": 1e-5, "rtol": 1e-4}}
@@ -142,12 +142,12 @@ def test_kernels_equal_pytorch_ops(compiled, case, reverse, dtype):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("case", CASES[1:7])
 def test_lstm_sequence_equals_the_readable_loop(compiled, case, reverse):
-    """Values and every gradient through `bptt.lstm_sequence` (native) vs `reference_sequence` + autograd."""
+    """Values and every gradient through `ops.lstm_sequence` (native) vs `reference_sequence` + autograd."""
     tensors = make_case(*case, dtype=torch.float64, seed=2)
     *inputs, batch_sizes = tensors
     leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
     refs = [None if t is None else t.clone().requires_grad_() for t in inputs]
-    out = bptt.lstm_sequence(*leaves, batch_sizes=batch_sizes, reverse=reverse)
+    out = ops.lstm_sequence(*leaves, batch_sizes=batch_sizes, reverse=reverse)
     ref = reference_sequence(*refs, batch_sizes=batch_sizes, reverse=reverse)[:3]
     weights = [torch.randn(t.shape, dtype=torch.float64) for t in ref]
     sum(((a * w).sum() for a, w in zip(out, weights, strict=True))).backward()
@@ -165,7 +165,7 @@ def test_gradcheck_with_native_kernels(compiled, case):
     leaves = tuple(None if t is None else t.requires_grad_() for t in inputs)
     for reverse in (False, True):
         assert torch.autograd.gradcheck(
-            lambda *a, r=reverse: bptt.lstm_sequence(*a, batch_sizes=batch_sizes, reverse=r),
+            lambda *a, r=reverse: ops.lstm_sequence(*a, batch_sizes=batch_sizes, reverse=r),
             leaves,
         )
 
@@ -185,7 +185,7 @@ def test_bidirectional_layer_equals_nn_lstm(compiled, dtype, proj_size):
     params = {name: p.detach().clone().requires_grad_() for name, p in ref.named_parameters()}
     outs, hns, cns = [], [], []
     for d, suffix in enumerate(["_l0", "_l0_reverse"]):
-        out, hn, cn = bptt.lstm_sequence(
+        out, hn, cn = ops.lstm_sequence(
             x,
             h0[d],
             c0[d],

@@ -24,9 +24,17 @@ The input product W x_t of every step is one GEMM before the loop, and the three
 one GEMM each after it: only U h_{t-1} and dz U run step by step. Rows that are not running at a step
 (packed batches: see `sequence.py`) are skipped: their state and its gradient pass through unchanged.
 
-`LSTMSequence` wraps this in a `torch.autograd.Function`. It uses the compiled twin in `csrc/`
-(same equations, same arguments) on CPU when it is built, and these PyTorch ops everywhere else.
-Double backward is not derived: asking for it (create_graph=True) raises.
+`ops.py` registers forward, forward_inference and backward as PyTorch operators, running the kernels
+`kernels_for` picks: the compiled twin in `csrc/` (same equations, same arguments) on CPU when it is
+built, the Triton kernels of `triton/` on CUDA when they can run, and these PyTorch ops everywhere
+else (they are the reference the other two are tested against).
+
+Second and higher derivatives (create_graph=True) are not derived by hand: the backward of the
+backward differentiates the readable loop (`sequence.reference_sequence`) twice with autograd
+(`ops.DirectionBackward`). A hand second derivative would add a second-order cache and about forty
+more lines of chain rule per step for what is rarely on a hot path (gradient penalties, Hessian-vector
+products); the recompute costs one more forward and backward through autograd and is exact for every
+configuration (projection, packed, reverse, no bias), because it differentiates the specification.
 """
 
 from __future__ import annotations
@@ -179,101 +187,26 @@ def backward(
     return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
 
 
+def _triton() -> ModuleType | None:
+    """`lstmbyhand.nn.triton` when it is there and can run, else None (imported on first use)."""
+    try:
+        from lstmbyhand.nn import triton
+    except ImportError:
+        return None
+    return triton if triton.available() else None
+
+
 def kernels_for(x: Tensor) -> ModuleType:
-    """The kernels for this tensor: the compiled ones on CPU when available, else this module's."""
+    """The kernels for this tensor: compiled C++ on CPU, Triton on CUDA (each when available), else
+    this module's PyTorch ops. All three take and return the same arguments and results."""
     compiled = native.compiled()
     if x.device.type == "cpu" and compiled is not None:
         return compiled
+    if x.is_cuda and (triton := _triton()) is not None:
+        return triton
     return sys.modules[__name__]
 
 
 def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
     """b = b_ih + b_hh (4H,), the bias of F1; None without biases."""
     return None if bias_ih is None else bias_ih + bias_hh
-
-
-class LSTMSequence(torch.autograd.Function):
-    """One layer direction with the hand-derived backward; see the module docstring."""
-
-    @staticmethod
-    def forward(
-        ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse
-    ):
-        bias = combined_bias(bias_ih, bias_hh)
-        kernels = kernels_for(x)
-        output, h_n, c_n, *cache = kernels.forward(
-            x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
-        )
-        ctx.save_for_backward(x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache)
-        ctx.reverse = reverse
-        ctx.has_bias = bias is not None
-        ctx.kernels = kernels
-        return output, h_n, c_n
-
-    @staticmethod
-    def backward(ctx, d_output, d_hn, d_cn):
-        if torch.is_grad_enabled():  # create_graph=True: a gradient of this gradient was asked for
-            raise RuntimeError(
-                "lstmbyhand: the hand-derived backward is not differentiable again: expected "
-                "create_graph=False, got create_graph=True (set LSTM.backend = 'reference' for "
-                "higher-order gradients)"
-            )
-        x, weight_ih, weight_hh, weight_hr, batch_sizes, *cache = ctx.saved_tensors
-        # the compiled kernels skip dx = dz W when x needs no gradient (the first layer's input)
-        skip = (
-            {"need_dx": False}
-            if ctx.kernels is native.compiled() and not ctx.needs_input_grad[0]
-            else {}
-        )
-        dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = ctx.kernels.backward(
-            d_output if ctx.kernels is native.compiled() else d_output.contiguous(),
-            d_hn.contiguous(),
-            d_cn.contiguous(),
-            x,
-            weight_ih,
-            weight_hh,
-            weight_hr,
-            batch_sizes,
-            ctx.reverse,
-            *cache,
-            **skip,
-        )
-        d_bias = d_bias if ctx.has_bias else None
-        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, d_bias, dw_hr, None, None
-
-
-def lstm_sequence(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    weight_ih: Tensor,
-    weight_hh: Tensor,
-    bias_ih: Tensor | None = None,
-    bias_hh: Tensor | None = None,
-    weight_hr: Tensor | None = None,
-    batch_sizes: Tensor | None = None,
-    reverse: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer direction with hand-derived BPTT: same arguments and results as `reference_sequence`."""
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad
-        for t in (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
-    )
-    if not needs_grad:
-        bias = combined_bias(bias_ih, bias_hh)
-        kernels = kernels_for(x)
-        return kernels.forward_inference(
-            x.contiguous(), h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
-        )
-    return LSTMSequence.apply(
-        x.contiguous(),
-        h0.contiguous(),
-        c0.contiguous(),
-        weight_ih.contiguous(),
-        weight_hh.contiguous(),
-        bias_ih,
-        bias_hh,
-        None if weight_hr is None else weight_hr.contiguous(),
-        batch_sizes,
-        reverse,
-    )

@@ -3,7 +3,7 @@
 Same constructor arguments, same parameter names and shapes (so `state_dict`s move both ways), same
 forward contract (batch-first, unbatched and packed input, optional initial state, projections,
 bidirectional stacks, dropout between layers) and the same numbers. Each layer direction runs
-`bptt.lstm_sequence` (hand-derived backward, compiled on CPU when built); `LSTM.trace` runs the
+`ops.lstm_sequence` (hand-derived backward, compiled on CPU when built); `LSTM.trace` runs the
 readable loop in `sequence.py` and returns every gate value, which nn.LSTM cannot show. `LSTMCell`
 runs `cell_step`: `gates.lstm_cell` with the gates stacked, in as few torch ops as nn.LSTMCell's own
 kernel, so a cell called step by step from Python is as fast. Invalid arguments and inputs raise
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from lstmbyhand.nn import bptt
+from lstmbyhand.nn import ops
 from lstmbyhand.nn.sequence import GateTrace, reference_sequence
 
 BACKENDS = ("bptt", "reference")  # hand-derived backward (default) | readable loop + autograd
@@ -354,7 +354,7 @@ class LSTM(nn.Module):
 
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
-        run = bptt.lstm_sequence if self.backend == "bptt" and not record else reference_sequence
+        run = ops.lstm_sequence if self.backend == "bptt" and not record else reference_sequence
         h_n, c_n, traces = [], [], []
         layer_input = x  # (T, B, I) then (T, B, D*P)
         for layer in range(self.num_layers):

@@ -1,0 +1,439 @@
+"""One layer direction as registered PyTorch operators: `torch.ops.lstmbyhand.{forward, forward_inference, backward}`.
+
+Each operator is opaque to PyTorch's tracers (FakeTensor, `torch.export`, `torch.compile`,
+`torch.jit.trace`, functorch): they see one node per layer direction, with a shape-only fake kernel,
+an autograd formula and a vmap rule registered beside it. Inside, the operator runs the kernels that
+`bptt.kernels_for` picks (compiled C++ on CPU, Triton on CUDA when available, else bptt.py's PyTorch
+ops), always on fresh tensors and never writing to its inputs.
+
+    forward(x, h0, c0, W, U, b, W_hr, batch_sizes, reverse)
+        -> output (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), h_prev (T, B, P),
+           c_prev (T, B, H), tanh_c (T, B, H)                       (the last four: the cache)
+    forward_inference(same arguments) -> output, h_n, c_n
+    backward(d_output, d_hn, d_cn, x, W, U, W_hr, batch_sizes, reverse, *cache, need_dx)
+        -> dx (or an empty tensor when need_dx is false), dh0, dc0, dW, dU, db,
+           dW_hr (an empty tensor without a projection)
+
+Half precision (float16, bfloat16) on CPU runs in float32 (the compiled kernels are float32/float64
+only, and float32 accumulation is what nn.LSTM's oneDNN path does too): the results come back in
+the input's dtype, the cache stays float32. `lstm_sequence` applies autocast the way nn.LSTM does:
+inside an autocast region, float32 inputs and weights are cast to the autocast dtype (bfloat16 or
+float16) and the results come out in it; float64 is left alone.
+
+Gradients: `Direction` (an autograd.Function, because torch.func cannot see torch.library's autograd
+registration on this torch) and the registration on `forward` share `_setup_context` and
+`_backward`; the backward runs `DirectionBackward`, whose forward is the `backward` operator (the
+hand BPTT) and whose own backward gives second and higher derivatives by differentiating the
+readable loop twice (see bptt.py's docstring).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd import forward_ad
+
+from lstmbyhand.nn import bptt, native
+from lstmbyhand.nn.sequence import reference_sequence
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the kernels run in: float32 for half types on CPU, else x's own."""
+    return torch.float32 if x.dtype in HALF and x.device.type == "cpu" else x.dtype
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if t is None else t.to(dtype).contiguous()
+
+
+def _no_autocast(x: Tensor):
+    """The kernels run in the dtype they are given: autocast must not recast their products."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+# -- the operators --------------------------------------------------------------------------------
+
+_LIBRARY = torch.library.Library("lstmbyhand", "DEF")
+
+
+def _operator(fn):
+    """Define lstmbyhand::<fn's name> (schema from fn's type hints, mutates nothing) with fn as its
+    kernel on every device; return the operator. Library.define rather than torch.library.custom_op,
+    whose eager calls import torch._dynamo on first use (seconds before a model's first step)."""
+    _LIBRARY.define(fn.__name__ + torch.library.infer_schema(fn, mutates_args=()))
+    _LIBRARY.impl(fn.__name__, fn, "CompositeExplicitAutograd")
+    return getattr(torch.ops.lstmbyhand, fn.__name__)
+
+
+@_operator
+def forward(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor | None,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """F1-F6 over all steps with the backward's cache: `bptt.forward` on the chosen kernels."""
+    dtype = _compute_dtype(x)
+    args = [_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)]
+    with _no_autocast(x):
+        output, h_n, c_n, *cache = bptt.kernels_for(x).forward(*args, batch_sizes, reverse)
+    return output.to(x.dtype), h_n.to(x.dtype), c_n.to(x.dtype), *cache
+
+
+@torch.library.register_fake("lstmbyhand::forward")
+def _(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+    T, B, _ = x.shape
+    H, P = c0.shape[1], h0.shape[1]
+    cache = {"dtype": _compute_dtype(x)}
+    return (
+        x.new_empty(T, B, P),  # output
+        x.new_empty(B, P),  # h_n
+        x.new_empty(B, H),  # c_n
+        x.new_empty(T, B, 4 * H, **cache),  # gates
+        x.new_empty(T, B, P, **cache),  # h_prev
+        x.new_empty(T, B, H, **cache),  # c_prev
+        x.new_empty(T, B, H, **cache),  # tanh_c
+    )
+
+
+@_operator
+def forward_inference(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor | None,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`forward` without the cache: output, h_n, c_n (no gradient will be asked for)."""
+    dtype = _compute_dtype(x)
+    args = [_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)]
+    with _no_autocast(x):
+        results = bptt.kernels_for(x).forward_inference(*args, batch_sizes, reverse)
+    return tuple(t.to(x.dtype) for t in results)
+
+
+@torch.library.register_fake("lstmbyhand::forward_inference")
+def _(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+    T, B, _ = x.shape
+    return x.new_empty(T, B, h0.shape[1]), x.new_empty(h0.shape), x.new_empty(c0.shape)
+
+
+@_operator
+def backward(
+    d_output: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+    gates: Tensor,
+    h_prev: Tensor,
+    c_prev: Tensor,
+    tanh_c: Tensor,
+    need_dx: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """B6-B1 on the chosen kernels: dx, dh0, dc0, dW, dU, db, dW_hr (empty where not computed)."""
+    dtype = gates.dtype
+    kernels = bptt.kernels_for(x)
+    skip = {"need_dx": False} if kernels is native.compiled() and not need_dx else {}
+    with _no_autocast(x):
+        grads = kernels.backward(
+            *(_cast(t, dtype) for t in (d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr)),
+            batch_sizes,
+            reverse,
+            *(t.contiguous() for t in (gates, h_prev, c_prev, tanh_c)),
+            **skip,
+        )
+    dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = grads
+    w = weight_ih.dtype
+    return (
+        dx.to(x.dtype) if need_dx else x.new_empty(0),
+        dh0.to(d_hn.dtype),
+        dc0.to(d_cn.dtype),
+        dw_ih.to(w),
+        dw_hh.to(w),
+        d_bias.to(w),
+        weight_ih.new_empty(0) if weight_hr is None else dw_hr.to(weight_hr.dtype),
+    )
+
+
+@torch.library.register_fake("lstmbyhand::backward")
+def _(d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr, batch_sizes, reverse, *rest):
+    *_, need_dx = rest
+    return (
+        x.new_empty(x.shape if need_dx else (0,)),
+        d_hn.new_empty(d_hn.shape),
+        d_cn.new_empty(d_cn.shape),
+        weight_ih.new_empty(weight_ih.shape),
+        weight_hh.new_empty(weight_hh.shape),
+        weight_ih.new_empty(weight_ih.shape[0]),
+        weight_ih.new_empty(0) if weight_hr is None else weight_hr.new_empty(weight_hr.shape),
+    )
+
+
+# -- autograd -------------------------------------------------------------------------------------
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse = inputs
+    cache = output[3:]
+    ctx.mark_non_differentiable(*cache)
+    saved = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes)
+    ctx.save_for_backward(*saved, *cache)
+    ctx.save_for_forward(*saved)  # forward-mode AD (Direction.jvp)
+    ctx.reverse = reverse
+
+
+def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
+    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, *cache = ctx.saved_tensors
+    need_dx = ctx.needs_input_grad[0]
+    primals = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)
+    dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = DirectionBackward.apply(
+        d_output, d_hn, d_cn, *primals, batch_sizes, ctx.reverse, need_dx, *cache
+    )
+    return (
+        dx if need_dx else None,
+        dh0,
+        dc0,
+        dw_ih,
+        dw_hh,
+        None if bias is None else d_bias,
+        None if weight_hr is None else dw_hr,
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd("lstmbyhand::forward", _backward, setup_context=_setup_context)
+
+
+def _with(primals: list, present: list[int], values) -> list:
+    """`primals` with the entries at `present` replaced by `values` (the rest: None stays None)."""
+    full = list(primals)
+    for i, value in zip(present, values, strict=True):
+        full[i] = value
+    return full
+
+
+def _readable(primals: list, batch_sizes: Tensor | None, reverse: bool):
+    """The readable loop as a function of the primals that are not None (bias and W_hr may be):
+    (run, the indices of those primals). What second derivatives and forward-mode AD differentiate."""
+    present = [i for i, p in enumerate(primals) if p is not None]
+
+    def run(*p):
+        x, h0, c0, w_ih, w_hh, bias, w_hr = _with(primals, present, p)
+        return reference_sequence(x, h0, c0, w_ih, w_hh, bias, None, w_hr, batch_sizes, reverse)[:3]
+
+    return run, present
+
+
+class Direction(torch.autograd.Function):
+    """`forward` under autograd, seen by torch.func too (same setup_context and backward).
+
+    Forward-mode AD (torch.func.jvp, jacfwd, hessian) is the jvp of the readable loop."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+        return torch.ops.lstmbyhand.forward(
+            x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
+        )
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        primals = list(ctx.saved_tensors[:7])  # x, h0, c0, W, U, b, W_hr
+        run, present = _readable(primals, ctx.saved_tensors[7], ctx.reverse)
+        real = tuple(primals[i] for i in present)
+        dots = tuple(
+            torch.zeros_like(primals[i]) if tangents[i] is None else tangents[i] for i in present
+        )
+        _, out_dots = torch.func.jvp(run, real, dots)
+        return *out_dots, None, None, None, None  # the cache is not differentiable
+
+
+class DirectionBackward(torch.autograd.Function):
+    """The `backward` operator under autograd: its backward is the second derivative.
+
+    The second derivative is not derived by hand: it is the vjp of `first_order`, the gradients of
+    the readable loop `reference_sequence` given the output gradients (torch.func.vjp of a vjp), so
+    every order above the first is autograd's.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        d_output, d_hn, d_cn, x, h0, c0, w_ih, w_hh, bias, w_hr, bs, reverse, need_dx, *cache
+    ):
+        return torch.ops.lstmbyhand.backward(
+            d_output, d_hn, d_cn, x, w_ih, w_hh, w_hr, bs, reverse, *cache, need_dx
+        )
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:10])  # d_output, d_hn, d_cn, x, h0, c0, W, U, b, W_hr
+        ctx.save_for_forward(*inputs[:10])
+        ctx.batch_sizes, ctx.reverse, ctx.need_dx = inputs[10], inputs[11], inputs[12]
+        ctx.n_cache = len(inputs) - 13
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward-mode AD of the gradients (jacfwd over jacrev, hessian): jvp of the readable vjp."""
+        d_output, d_hn, d_cn, *primals = ctx.saved_tensors
+        run, present = _readable(primals, ctx.batch_sizes, ctx.reverse)
+
+        def first_order(d_outs, *p):
+            return torch.func.vjp(run, *p)[1](d_outs)
+
+        saved = (d_output, d_hn, d_cn, *primals)
+        dots = [
+            t if t is not None or s is None else torch.zeros_like(s)
+            for s, t in zip(saved, tangents[:10], strict=True)
+        ]
+        d_dots, primal_dots = tuple(dots[:3]), [dots[3 + i] for i in present]
+        real = [primals[i] for i in present]
+        _, grads_dot = torch.func.jvp(
+            first_order, ((d_output, d_hn, d_cn), *real), (d_dots, *primal_dots)
+        )
+        full = _with([None] * len(primals), present, grads_dot)
+        if not ctx.need_dx:
+            full[0] = torch.zeros(0, dtype=primals[0].dtype)
+        if full[6] is None:  # no projection: the placeholder
+            full[6] = torch.zeros(0, dtype=primals[3].dtype)
+        return tuple(full)
+
+    @staticmethod
+    def backward(ctx, *gg):
+        d_output, d_hn, d_cn, *primals = ctx.saved_tensors
+        run, present = _readable(primals, ctx.batch_sizes, ctx.reverse)
+
+        def first_order(d_outs, *p):
+            return torch.func.vjp(run, *p)[1](d_outs)
+
+        # placeholders (dx when not needed, dW_hr without a projection) have zero cotangents
+        cotangents = tuple(
+            gg[i]
+            if gg[i] is not None and gg[i].shape == primals[i].shape
+            else torch.zeros_like(primals[i])
+            for i in present
+        )
+        real = [primals[i] for i in present]
+        _, vjp_fn = torch.func.vjp(first_order, (d_output, d_hn, d_cn), *real)
+        d_outs, *g_real = vjp_fn(cotangents)
+        g_primals = _with([None] * len(primals), present, g_real)
+        return *d_outs, *g_primals, None, None, None, *([None] * ctx.n_cache)
+
+
+# -- vmap -----------------------------------------------------------------------------------------
+
+
+def _loop_rule(op):
+    """vmap by running the operator once per vmapped sample and stacking the results."""
+
+    def rule(info, in_dims, *args):
+        results = []
+        for k in range(info.batch_size):
+            sample = [
+                a if d is None else a.select(d, k) for a, d in zip(args, in_dims, strict=True)
+            ]
+            results.append(op(*sample))
+        stacked = tuple(torch.stack(r) for r in zip(*results, strict=True))
+        return stacked, (0,) * len(stacked)
+
+    return rule
+
+
+def _forward_rule(op):
+    """vmap of a forward: with unbatched weights and no packing, the vmapped dimension V joins the
+    LSTM's own batch (T, B, I) -> (T, V*B, I): rows never interact, so this is exact. Else a loop."""
+    loop = _loop_rule(op)
+
+    def rule(info, in_dims, x, h0, c0, *rest):
+        batch_sizes = rest[4]
+        if batch_sizes is not None or any(d is not None for d in in_dims[3:]):
+            return loop(info, in_dims, x, h0, c0, *rest)
+        V = info.batch_size
+        xd, hd, cd = in_dims[:3]
+        x = (x.unsqueeze(0).expand(V, *x.shape) if xd is None else x.movedim(xd, 0)).movedim(0, 1)
+        T, _, B, _ = x.shape  # (T, V, B, I)
+
+        def state(s, d):
+            return (s.expand(V, *s.shape) if d is None else s.movedim(d, 0)).reshape(V * B, -1)
+
+        results = op(x.reshape(T, V * B, -1), state(h0, hd), state(c0, cd), *rest)
+        out = [results[0].view(T, V, B, -1), results[1].view(V, B, -1), results[2].view(V, B, -1)]
+        out += [t.view(T, V, B, -1) for t in results[3:]]  # the cache (T, V, B, .)
+        return tuple(out), (1, 0, 0) + (1,) * (len(results) - 3)
+
+    return rule
+
+
+torch.library.register_vmap("lstmbyhand::forward", _forward_rule(forward))
+torch.library.register_vmap("lstmbyhand::forward_inference", _forward_rule(forward_inference))
+torch.library.register_vmap("lstmbyhand::backward", _loop_rule(backward))
+
+
+# -- the entry point --------------------------------------------------------------------------------
+
+
+def _autocast(tensors: list[Tensor | None], x: Tensor) -> list[Tensor | None]:
+    """nn.LSTM under autocast: float32 inputs and weights run in the autocast dtype."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device) or x.dtype != torch.float32:
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return [None if t is None else t.to(dtype) for t in tensors]
+
+
+def _differentiated(tensors: list[Tensor | None]) -> bool:
+    """Whether a gradient may be asked for (reverse mode) or a tangent is carried (forward mode):
+    the cache-free `forward_inference` would drop either without a word."""
+    present = [t for t in tensors if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+        return True
+    return any(forward_ad.unpack_dual(t).tangent is not None for t in present)
+
+
+def lstm_sequence(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None = None,
+    bias_hh: Tensor | None = None,
+    weight_hr: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer direction with hand-derived BPTT: same arguments and results as `reference_sequence`.
+
+    x (T, B, I), h0 (B, P), c0 (B, H) -> output (T, B, P), h_n (B, P), c_n (B, H).
+    """
+    bias = bptt.combined_bias(bias_ih, bias_hh)
+    args = _autocast([x, h0, c0, weight_ih, weight_hh, bias, weight_hr], x)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # one node in both grad modes (trace's check reruns under no_grad), with the operator's own
+        # autograd registration (dynamo cannot trace `Direction`'s backward, itself a Function)
+        return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
+    if not _differentiated(args):
+        return torch.ops.lstmbyhand.forward_inference(*args, batch_sizes, reverse)
+    return Direction.apply(*args, batch_sizes, reverse)[:3]
