@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         distributed.shutdown()
     if distributed.rank_and_size()[0] != 0 or int(os.environ.get("RANK", "0")) != 0:
         return 0
+    if result.removed:
+        print(f"--force: removed the old run's {', '.join(result.removed)} from {result.run}")
     p = result.progress
     why = "early stop" if result.stopped_early else "epoch limit"
     print(

@@ -19,6 +19,7 @@ STATISTICAL = ("AutoETS", "AutoARIMA", "AutoTheta")  # baselines.py's statsforec
 BASES = ("median", "mean", *STATISTICAL, "none")  # what the network learns the residual of
 MULTISTEPS = ("recursive", "direct")  # horizon > 1: one step fed back in, or all H at once
 
+MAX_LAYERS = 64  # deeper stacks are refused up front (see ModelConfig.check_model)
 RESUMABLE = ("epochs", "patience", "device", "data")
 
 
@@ -88,6 +89,12 @@ class ModelConfig:
         _whole("horizon", self.horizon, 1, "1")
         _whole("hidden", self.hidden, 1)
         _whole("layers", self.layers, 1)
+        if self.layers > MAX_LAYERS:
+            raise UserError(
+                f"--layers must be at most {MAX_LAYERS}, got {self.layers}: every layer runs "
+                "after the one below it, step by step, so such a stack would take hours per epoch "
+                "(and plain stacked LSTMs stop learning long before)"
+            )
         dropout = _real("dropout", self.dropout)
         if not (math.isfinite(dropout) and 0.0 <= dropout < 1.0):
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")

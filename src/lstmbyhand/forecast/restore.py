@@ -1,6 +1,6 @@
 """Open a finished run: rebuild the model from config.json, fill it from weights.safetensors.
 
-    model, config, prepared = open_run("runs/air", data=None)
+    model, settings, config, prepared = open_run("runs/air", data=None)
     config.settings, config.season, config.scaler ...     # the typed `RunConfig`
 
 Every file is checked before use (integrity, run id, format, dtypes, shapes, finite weights; see

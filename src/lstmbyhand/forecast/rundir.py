@@ -171,11 +171,16 @@ def check_layout(
     want = {k: (v.dtype, tuple(v.shape)) for k, v in expected.items()}
     got = {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}
     if want != got:
-        wrong = sorted(set(want.items()) ^ set(got.items()))[:3]
+        name = sorted(k for k in {*want, *got} if want.get(k) != got.get(k))[0]
+        expect, have = (_describe(d.get(name)) for d in (want, got))
         raise UserError(
-            f"{what} {path} does not fit the model in its run's {CONFIG} (expected dtype and "
-            f"shape differ: {', '.join(f'{k} {d} {s}' for k, (d, s) in wrong)}); {FIX}"
+            f"{what} {path} does not fit the model in its run's {CONFIG}: expected {name} "
+            f"{expect}, got {have}; {FIX}"
         )
+
+
+def _describe(layout: tuple | None) -> str:
+    return "absent" if layout is None else f"{layout[0]} of shape {layout[1]}"
 
 
 class RunDir:

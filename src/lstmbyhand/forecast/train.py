@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,7 @@ class Result:
     progress: Progress
     stopped_early: bool
     world_size: int = 1
+    removed: list[str] = field(default_factory=list)  # the old run's files `force` removed
 
 
 def versions() -> dict:
@@ -248,7 +249,7 @@ def _train(
     trainer = Trainer(net, optimizer, loaders(prep, s, rank, world_size), s.clip, device)
 
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    progress = Progress()
+    progress, removed = Progress(), []
     if resume:
         tensors, meta = run.read_state()
         where = run.file(STATE)
@@ -261,8 +262,6 @@ def _train(
         if is_main:
             try:
                 removed = run.create(force)
-                if removed and not quiet:
-                    print(f"--force: removed the old run's {', '.join(removed)} from {run.path}")
             except UserError as err:
                 error = err
         if not distributed.all_true(error is None, device):
@@ -293,13 +292,13 @@ def _train(
     if not distributed.weights_agree(model):
         raise RuntimeError(
             "the ranks ended with different weights; this is a bug, please report it"
+        )
     chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
     if is_main and chosen is not best:
         with signals.deferred():
             run.write_weights(chosen, {"epoch": progress.best_epoch, "kept": "base"})
-        )
     stopped_early = bool(s.patience and progress.bad_epochs >= s.patience)
-    return Result(run.path, progress, stopped_early, world_size)
+    return Result(run.path, progress, stopped_early, world_size, removed)
 
 
 def check_state(
