@@ -212,10 +212,12 @@ def test_edited_metrics_are_refused_on_resume(runs, run, capsys):
 
 
 def test_a_second_trainer_is_refused_while_the_first_holds_the_lock(runs, run, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from lstmbyhand.forecast.rundir import RunDir; "
-        f"RunDir({str(run)!r}).lock(); print('locked', flush=True); time.sleep(60)")],
-        env=subprocess_env(), stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", (  # flock(2) as RunDir.lock takes it
+        "import fcntl, os, time; "
+        f"fd = os.open({str(run / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); os.ftruncate(fd, 0); "
+        "os.pwrite(fd, f'{os.getpid()}\\n'.encode(), 0); print('locked', flush=True); "
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
         refused(capsys, resume(runs, run), f"is being trained by pid {holder.pid}")
