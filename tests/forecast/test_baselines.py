@@ -99,9 +99,15 @@ def test_a_single_model_base_is_that_model(airline_h3):
     np.testing.assert_allclose(base, sf["AutoTheta"], rtol=1e-9)
 
 
-def test_a_forecast_from_t_uses_nothing_after_t():
+@pytest.fixture(scope="module")
+def airline_fit():
+    """The airline series and the three models fitted on its first 100 values."""
     values = np.loadtxt(AIRLINE, delimiter=",", skiprows=1, usecols=1)
-    stat = Statistical(values[:100], 12)
+    return values, Statistical(values[:100], 12)
+
+
+def test_a_forecast_from_t_uses_nothing_after_t(airline_fit):
+    values, stat = airline_fit
     changed = values.copy()
     changed[90:] *= 3  # everything after origin 89 differs
     for name in ("AutoETS", "AutoARIMA", "AutoTheta"):
@@ -124,8 +130,7 @@ def test_combine_leaves_out_models_without_a_forecast():
     np.testing.assert_array_equal(mean, [[2, 14 / 3], [6, 4], [30, 30]])
 
 
-def test_too_short_a_history_gives_no_forecast():
-    values = np.loadtxt(AIRLINE, delimiter=",", skiprows=1, usecols=1)
-    stat = Statistical(values[:100], 12)
+def test_too_short_a_history_gives_no_forecast(airline_fit):
+    values, stat = airline_fit
     assert stat.forecast("AutoARIMA", values[:5], 1) is None  # a seasonal ARIMA needs > 12
     assert stat.forecast("AutoARIMA", values[:40], 1).shape == (1,)
