@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +28,7 @@ from lstmbyhand.nn import native
 from lstmbyhand.nn.gates import gate_views
 from lstmbyhand.nn.layers import LSTM
 
-ADAM_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # torch.optim.Adam's
+ADAM_DEFAULTS: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8}  # torch.optim.Adam's
 COMPANY_A = [0.0, 0.5, 0.25, 1.0]
 COMPANY_B = [1.0, 0.5, 0.25, 1.0]
 
@@ -86,9 +87,10 @@ class LSTMbyHand(nn.Module):
 
     def gate_weights(self) -> dict[str, dict[str, Tensor]]:
         """Per gate (input, forget, candidate, output): its input weights, hidden weights and bias."""
-        W = gate_views(self.lstm.weight_ih_l0)
-        U = gate_views(self.lstm.weight_hh_l0)
-        b = gate_views(self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0)
+        param = self.lstm.get_parameter
+        W = gate_views(param("weight_ih_l0"))
+        U = gate_views(param("weight_hh_l0"))
+        b = gate_views(param("bias_ih_l0") + param("bias_hh_l0"))
         return {
             gate: {"input_weights": W[gate], "hidden_weights": U[gate], "bias": b[gate]}
             for gate in W
@@ -98,7 +100,7 @@ class LSTMbyHand(nn.Module):
         """Apply the shape rules: 1-D is one flat sequence, 2-D a batch of them, 3-D (B, T, I)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        weight = self.lstm.weight_ih_l0
+        weight = self.lstm.get_parameter("weight_ih_l0")
         x = x.to(weight.device, weight.dtype)  # ints, float32 into float64, CPU data to a GPU model
         I = self.input_size
         if x.dim() in (1, 2):
@@ -145,7 +147,7 @@ class LSTMbyHand(nn.Module):
             raise ValueError(
                 f"expected targets with {batch * out} values ({batch} x {out}), got {shape}"
             )
-        weight = self.lstm.weight_ih_l0
+        weight = self.lstm.get_parameter("weight_ih_l0")
         return y.reshape(batch, out).to(weight.device, weight.dtype)
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
@@ -228,21 +230,25 @@ class LSTMbyHand(nn.Module):
         return losses
 
     def _can_fit_natively(self) -> bool:
-        on_cpu = self.lstm.weight_ih_l0.device.type == "cpu"
+        on_cpu = self.lstm.get_parameter("weight_ih_l0").device.type == "cpu"
         return on_cpu and hasattr(native.compiled(), "fit_adam")
 
     def _fit_native(self, batches, lr, max_epoch, tol, patience) -> list[float]:
         """The same loop as the Python one, compiled: see `nn/csrc/` and its equality tests."""
         params = list(self.parameters())
         states = self.adam_state()
-        group = self._optimizer.param_groups[0] if self._optimizer else ADAM_DEFAULTS
+        group: dict[str, Any] = (
+            self._optimizer.param_groups[0] if self._optimizer else ADAM_DEFAULTS
+        )
+        compiled = native.compiled()
+        assert compiled is not None, "_can_fit_natively() was checked first"
         xs = [self.as_batch(x).contiguous() for x, _ in batches]
         ys = [
             self._targets(y, x.shape[0]).contiguous() for x, (_, y) in zip(xs, batches, strict=True)
         ]
         step = int(states[params[0]]["step"])
         with torch.no_grad():
-            losses, step = native.compiled().fit_adam(
+            losses, step = compiled.fit_adam(
                 xs,
                 ys,
                 [p.data for p in params],

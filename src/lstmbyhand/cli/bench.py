@@ -47,7 +47,7 @@ def parse_row(text: str) -> tuple[int, int, int, int, int]:
         raise argparse.ArgumentTypeError(
             f"expected T,B,I,H,layers (five positive ints), got {text!r}"
         )
-    return row  # type: ignore[return-value]
+    return row
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,7 +106,7 @@ class _Sequence(nn.Module):
 
     def __init__(self, cell: type[nn.Module], device: torch.device) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": torch.float64}
+        factory: dict[str, Any] = {"device": device, "dtype": torch.float64}
         self.lstm1, self.lstm2 = cell(1, 51, **factory), cell(51, 51, **factory)
         self.linear = nn.Linear(51, 1, **factory)
 
@@ -185,7 +186,8 @@ def bench_fit(epochs: int, repeats: int) -> dict[str, float]:
                 loss.backward()
                 opt.step()
 
-    t_ours, t_theirs = [], []
+    t_ours: list[float] = []
+    t_theirs: list[float] = []
     for r in range(repeats):
         for k in (0, 1) if r % 2 == 0 else (1, 0):
             start = time.perf_counter()

@@ -102,7 +102,7 @@ def gather_rng_states() -> list[torch.Tensor]:
         return [mine]
     states: list[torch.Tensor | None] = [None] * dist.get_world_size()
     dist.all_gather_object(states, mine)  # CPU tensors, whatever the backend
-    return states
+    return [state for state in states if state is not None]  # all filled in
 
 
 def weights_agree(model: torch.nn.Module) -> bool:

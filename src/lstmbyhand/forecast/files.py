@@ -48,7 +48,7 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete `.NAME.tmp-PID` files in `folder` whose process is gone; return what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(folder)
     except OSError:
@@ -83,7 +83,7 @@ def write_error(path: Path, err: OSError, size: int) -> Exception:
     return UserError(f"cannot write {path}: {reason}; check the path and its permissions")
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -32,7 +33,7 @@ class StopSignals:
         self._hold = 0
         self._pending = False
         self._depth = 0
-        self._old: dict[int, object] = {}
+        self._old: dict[int, Any] = {}  # the handlers signal.signal returned
 
     def _handler(self, signum: int, frame) -> None:
         self.count += 1

@@ -66,7 +66,7 @@ def lstm_cell(
     """
     W = gate_views(weight_ih)  # each (H, I)
     U = gate_views(weight_hh)  # each (H, P)
-    b = {name: 0.0 for name in GATE_NAMES}
+    b: dict[str, Tensor | float] = {name: 0.0 for name in GATE_NAMES}
     for bias in (bias_ih, bias_hh):
         if bias is not None:
             b = {name: b[name] + block for name, block in gate_views(bias).items()}  # each (H,)

@@ -395,6 +395,7 @@ def backward(
     for t in reversed(_time_steps(T, reverse)):
         n = _active_rows(batch_sizes, t, B)
         if proj:
+            assert weight_hr is not None and d_h_all is not None and dr is not None
             dh_t = dh[:n] + d_output[t, :n]  # (n, P) B6
             d_h_all[t, :n] = dh_t
             dr[:n] = dh_t @ weight_hr  # (n, H) B5
@@ -429,6 +430,7 @@ def backward(
     d_bias = dz_flat.sum(0)  # (4H,) B1
     d_weight_hr = None
     if proj:
+        assert d_h_all is not None
         r = gates[:, :, 3 * H :] * tanh_c  # (T, B, H) F4 again, zero where rows did not run
         d_weight_hr = d_h_all.view(T * B, -1).T @ r.reshape(T * B, H)  # (P, H) B5
     return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
