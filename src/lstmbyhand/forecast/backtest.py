@@ -21,7 +21,7 @@ import pandas as pd
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import TrainSettings
-from lstmbyhand.forecast.evaluate import forecasts, mase_scale, metrics
+from lstmbyhand.forecast.evaluate import best_by_mae, forecasts, mase_scale, metrics
 from lstmbyhand.forecast.prepare import load_series
 from lstmbyhand.forecast.restore import open_run
 from lstmbyhand.forecast.train import train
@@ -62,7 +62,8 @@ def backtest(
     out = Path(out)
     plan = fold_settings(s, len(series), folds)
     out.mkdir(parents=True, exist_ok=True)
-    results, pooled = [], {}
+    results: list[dict] = []
+    pooled: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
     for k, (length, fs) in enumerate(plan, start=1):
         data = out / f"fold-{k}.csv"
         write_cut(series, length, data)
@@ -70,6 +71,7 @@ def backtest(
         train(fs, out / f"fold-{k}", force=force, quiet=True)
         model, _, config, prep = open_run(out / f"fold-{k}")
         y = prep.raw("test")[1]  # (K_k, H)
+        assert prep.split is not None
         scale = mase_scale(prep.series.values[: prep.split.n_train], config.season)
         fc = forecasts(model, prep, config.season, "test", baselines)
         table = {name: metrics(y, f, scale) for name, f in fc.items()}
@@ -82,7 +84,7 @@ def backtest(
     return {
         "folds": results,
         "pooled": table,
-        "best": min(table, key=lambda name: table[name]["mae"]),
+        "best": best_by_mae(table),
         "refit": "every fold: the network and the statistical models",
         "horizon": s.horizon,
     }

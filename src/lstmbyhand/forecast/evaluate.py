@@ -98,11 +98,17 @@ def forecasts(
     return out
 
 
+def best_by_mae(table: dict[str, dict[str, float | None]]) -> str:
+    """The method with the lowest MAE (MAE is always a number; only MASE can be undefined)."""
+    return min(table, key=lambda name: table[name]["mae"] or math.inf)
+
+
 def evaluate(
     model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
 ) -> dict:
     """Metrics of the model and the baselines on one part; JSON-ready."""
     y = prep.raw(part)[1]  # (K, H)
+    assert prep.split is not None, "a split series: evaluate needs its parts"
     scale = mase_scale(prep.series.values[: prep.split.n_train], season)
     table = {
         name: metrics(y, f, scale)
@@ -110,7 +116,7 @@ def evaluate(
     }
     return {
         "metrics": table,
-        "best": min(table, key=lambda name: table[name]["mae"]),
+        "best": best_by_mae(table),
         "split": part,
         "windows": int(len(y)),
         "points": int(y.size),
@@ -128,7 +134,7 @@ def verdict(result: dict) -> str:
     line = f"best: {best} (MAE {table[best]['mae']:.4g})"
     stats = [n for n in STATISTICAL if n in table]
     if stats:
-        rival = min(stats, key=lambda n: table[n]["mae"])
+        rival = best_by_mae({n: table[n] for n in stats})
         ratio = table["model"]["mae"] / table[rival]["mae"]
         line += f"; model / best statistical ({rival}) MAE = {ratio:.3f}"
     return line
