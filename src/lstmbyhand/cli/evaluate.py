@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from lstmbyhand.errors import UserError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test-split metrics: model against naive and statistical "
@@ -29,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     use_threads(None)
 
     model, settings, config, prep = open_run(args.run, args.data)
+    if prep.split.n_test == 0:  # exit 2: nothing was scored; no script may take it for a score
+        raise UserError(
+            f"nothing held out to score: {args.run} was trained with --test-fraction 0 (every "
+            "value is for training or validation); run `lstmbyhand backtest` to measure it"
+        )
     result = evaluate(model, prep, config.season, baselines=args.baselines)
     result["run"] = str(args.run)
     result["data"] = str(args.data or settings.data)

@@ -3,6 +3,9 @@
 --output and --plot never write over the command's inputs (the data file, the run's files); `-`
 is stdout; devices and pipes are written in place; symlinks are followed (the file they point to
 is replaced). The plot's format follows its extension (PNG without one).
+
+The run's refit weights (refit.safetensors, from `train --refit`) are used when it has them, else
+its evaluated weights; one line on stderr says which.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lstmbyhand.forecast import plots
     from lstmbyhand.forecast.files import check_output, in_place, same_file, write_output
     from lstmbyhand.forecast.recursive import forecast_frame
-    from lstmbyhand.forecast.restore import open_run
+    from lstmbyhand.forecast.restore import open_for_forecast
     from lstmbyhand.forecast.rundir import RunDir
 
     use_threads(None)
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         two = args.output and not in_place(args.output) and not in_place(args.plot)
         if two and same_file(Path(args.output), Path(args.plot)):
             raise UserError(f"--output and --plot are both {args.output}; give two files")
-    model, settings, _, prep = open_run(args.run, args.data, split=False)
+    model, settings, _, prep, used = open_for_forecast(args.run, args.data)
+    print(f"weights: {used}", file=sys.stderr)
     frame = forecast_frame(model, prep, args.steps)
     values = frame.iloc[:, 1].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():

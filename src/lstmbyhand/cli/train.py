@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="run directory (default: runs/<file>-<target>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace the run in --out")
+    p.add_argument("--refit", action="store_true",
+                   help="after training, retrain on the whole series for the best epoch count "
+                   "(refit.safetensors, which `forecast` then uses); with --resume on a finished "
+                   "run: refit it")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1, or OMP_NUM_THREADS)")
     p.set_defaults(func=run)
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     distributed.init_from_env(settings.device)  # under torchrun: join the process group
     try:
         result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,
-                       given=given)  # fmt: skip
+                       given=given, refit=args.refit)  # fmt: skip
     finally:
         distributed.shutdown()
     if distributed.rank_and_size()[0] != 0 or int(os.environ.get("RANK", "0")) != 0:
@@ -99,5 +103,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.world_size > 1:
         print(f"{result.world_size} processes (DistributedDataParallel); weights identical on all")
+    if result.refit:
+        from lstmbyhand.forecast.refit import describe
+
+        print(f"{describe(result.refit)}: refit.safetensors in {result.run} (forecast uses it)")
     print(f"next: lstmbyhand evaluate {result.run}")
     return 0

@@ -32,6 +32,8 @@ def fold_settings(s: TrainSettings, n: int, folds: int) -> list[tuple[int, Train
     """(N_k, settings of fold k) for k = 1..K: the same n_val and n_test values in every fold."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
         raise UserError(f"--folds must be a whole number ≥ 1, got {folds!r}")
+    if s.test_fraction == 0:
+        raise UserError("--test-fraction 0 leaves the folds nothing to test; give a test part")
     whole = split_sizes(n, s.val_fraction, s.test_fraction)
     out = []
     for k in range(1, folds + 1):

@@ -41,9 +41,12 @@ def check_settings(window: int, horizon: int, val_fraction: float, test_fraction
     """Reject settings no split can satisfy, naming the setting and the range it must be in."""
     _whole("window", window, 1, "12")
     _whole("horizon", horizon, 1, "1")
-    for name, value in (("val-fraction", val_fraction), ("test-fraction", test_fraction)):
-        if not 0.0 < _real(name, value) < 1.0:
-            raise UserError(f"--{name} must be between 0 and 1 (exclusive), got {value}")
+    if not 0.0 < _real("val-fraction", val_fraction) < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if not 0.0 <= _real("test-fraction", test_fraction) < 1.0:  # 0: nothing held out to test
+        raise UserError(
+            f"--test-fraction must be at least 0 and below 1 (0: no test part), got {test_fraction}"
+        )
     if val_fraction + test_fraction >= 1.0:
         raise UserError(
             f"--val-fraction + --test-fraction must be below 1 to leave data for training, got "

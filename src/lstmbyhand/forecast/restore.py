@@ -19,7 +19,7 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
-from lstmbyhand.forecast.rundir import CONFIG, WEIGHTS, RunDir, load_model_weights
+from lstmbyhand.forecast.rundir import CONFIG, REFIT, WEIGHTS, RunDir, load_model_weights
 from lstmbyhand.forecast.scaling import Scaler
 
 
@@ -71,6 +71,29 @@ def open_run(
             f"not more than the run's season {config.season}; use a longer series"
         )
     return model, settings, config, prepared
+
+
+def open_for_forecast(
+    path: str | Path, data: str | None = None
+) -> tuple[Forecaster, TrainSettings, RunConfig, Prepared, str]:
+    """`open_run` without a split, with the refit weights (and their scaler, fitted on the whole
+    series) when the run has them; the last item says which weights were used, in words."""
+    from lstmbyhand.forecast.refit import describe, load_refit
+
+    model, settings, config, prep = open_run(path, data, split=False)
+    run = RunDir(path)
+    if not run.file(REFIT).is_file():
+        return (
+            model,
+            settings,
+            config,
+            prep,
+            f"{WEIGHTS} (trained on the first {config.split['n_train']} values, not refit)",
+        )
+    prep.scaler = load_refit(model, run)
+    model.eval()
+    meta = run.read_refit()[1]
+    return model, settings, config, prep, f"{REFIT} ({describe(meta)})"
 
 
 def _regular(path: str) -> bool:

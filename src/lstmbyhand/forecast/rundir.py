@@ -11,6 +11,8 @@
                            makes it all visible at once.
       metrics.csv          epoch, train_loss, val_loss, lr, seconds (one row per finished epoch)
       loss.png             train and validation loss per epoch
+      refit.safetensors    after `train --refit`: the weights refit on the whole series (refit.py)
+      refit-state.safetensors  the refit's resumable state
 
 Every file is written atomically (`files.atomic_write`): a crash at any moment leaves either the old
 file or the new one. Integrity covers every byte a later command reads:
@@ -55,7 +57,9 @@ WEIGHTS = "weights.safetensors"
 STATE = "state.safetensors"
 METRICS = "metrics.csv"
 LOSS_PLOT = "loss.png"
-RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT)
+REFIT = "refit.safetensors"
+REFIT_STATE = "refit-state.safetensors"
+RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT, REFIT, REFIT_STATE)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 FIX = "retrain, or restore the file from a backup"
 
@@ -361,6 +365,18 @@ class RunDir:
 
     def read_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         return load_tensors(self.file(STATE), "training state", self.run_id)
+
+    def write_refit(self, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
+        save_tensors(self.file(REFIT), state_dict, meta, self.run_id)
+
+    def read_refit(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return load_tensors(self.file(REFIT), "refit weights", self.run_id)
+
+    def write_refit_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        save_tensors(self.file(REFIT_STATE), tensors, meta, self.run_id)
+
+    def read_refit_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return load_tensors(self.file(REFIT_STATE), "refit state", self.run_id)
 
     # --- metrics ------------------------------------------------------------------------------
     def write_metrics(self, rows: list[dict]) -> None:

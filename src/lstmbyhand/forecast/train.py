@@ -113,6 +113,7 @@ class Result:
     stopped_early: bool
     world_size: int = 1
     removed: list[str] = field(default_factory=list)  # the old run's files `force` removed
+    refit: dict | None = None  # refit.safetensors' metadata, when the run has a current refit
 
 
 def versions() -> dict:
@@ -174,15 +175,19 @@ def train(
     force: bool = False,
     quiet: bool = False,
     given: set[str] | None = None,
+    refit: bool = False,
 ) -> Result:
     """Train (or resume) a run into `out`. `given`: the settings the user set explicitly.
+
+    refit: then retrain on the whole series for the chosen epoch count (see refit.py); a resume
+    also finishes a refit that was interrupted.
 
     Under torchrun (a process group is running) every rank calls this with the same arguments.
     """
     with STOP:  # a signal from here on ends with one line (see signals.py)
         run = RunDir(out)
         try:
-            return _train(s, run, resume, force, quiet, given or set(), STOP)
+            return _train(s, run, resume, force, quiet, given or set(), STOP, refit)
         except KeyboardInterrupt:
             raise stopped(STOP, s, run, None) from None
         finally:
@@ -215,12 +220,18 @@ def _train(
     quiet: bool,
     given: set[str],
     signals: StopSignals,
+    refit: bool = False,
 ) -> Result:
     s.check()
     rank, world_size = distributed.rank_and_size()
     is_main = rank == 0
     if resume and force:
         raise UserError("--resume and --force contradict each other; pass only one")
+    if refit and world_size > 1:
+        raise UserError(
+            "--refit runs in one process: train under torchrun without it, then run "
+            "`lstmbyhand train DATA --target COL --out RUN --resume --refit` without torchrun"
+        )
     if resume:
         run.require(CONFIG)
         if is_main:
@@ -270,8 +281,8 @@ def _train(
     if is_main:
         with signals.deferred():
             run.write_config(make_config(run.run_id, s, prep, world_size, device).to_dict())
-            run.write_weights(best, {"epoch": progress.best_epoch})  # after a resume: a crash may
-            run.write_metrics(progress.history)  # have come between the files of the last epoch
+            run.write_weights(best, weights_meta(progress))  # after a resume: a crash may have
+            run.write_metrics(progress.history)  # come between the files of the last epoch
 
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
@@ -298,7 +309,37 @@ def _train(
         with signals.deferred():
             run.write_weights(chosen, {"epoch": progress.best_epoch, "kept": "base"})
     stopped_early = bool(s.patience and progress.bad_epochs >= s.patience)
-    return Result(run.path, progress, stopped_early, world_size, removed)
+    done = None
+    if is_main:
+        kept = "network" if chosen is best else "base"
+        done = refit_step(run, s, series, prep.season, progress.best_epoch, kept, refit, signals)
+    return Result(run.path, progress, stopped_early, world_size, removed, done)
+
+
+def weights_meta(progress: Progress) -> dict:
+    """weights.safetensors' metadata, as `run_epoch` writes it (so a resume rewrites the same bytes)."""
+    if progress.best_epoch == 0:
+        return {"epoch": 0}
+    return {"epoch": progress.best_epoch, "val_loss": progress.best_val}
+
+
+def refit_step(run, s, series, season, epochs, kept, asked, signals) -> dict | None:
+    """Refit when `asked` or when an interrupted refit is waiting (refit-state.safetensors); drop
+    a refit that no longer matches the run (e.g. after resuming with more epochs). Returns the
+    refit's metadata, or None when the run has no current refit."""
+    from lstmbyhand.forecast import refit as refitting
+    from lstmbyhand.forecast.rundir import REFIT, REFIT_STATE
+
+    goal = refitting.target(s, series, epochs, kept)
+    if refitting.is_done(run, goal):
+        return goal
+    if asked or run.file(REFIT_STATE).is_file():
+        refitting.refit(run, s, series, season, goal, signals)
+        return goal
+    if run.file(REFIT).is_file():  # stale: the run's epoch count or selection changed
+        with signals.deferred():
+            run.file(REFIT).unlink()
+    return None
 
 
 def check_state(
@@ -319,7 +360,8 @@ def loaders(prep: Prepared, s: TrainSettings, rank: int, world_size: int):
     """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
     train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
     sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
-    val_x, val_y = prep.tensors("val")
+    x, y = train_set.tensors
+    val_x, val_y = prep.tensors("val") if len(prep.origins["val"]) else (x[:0], y[:0])  # a refit
     batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
     return DataLoader(train_set, batch_size=batch, sampler=sampler), (
         val_x[rank::world_size],
