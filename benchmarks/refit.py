@@ -1,7 +1,7 @@
 """Does refitting pay? Rolling-origin test MAE of the 70 % models against their refits.
 
     PYTHONPATH=src .venv/bin/python benchmarks/refit.py [--cases airline:1 nile:1 lynx:1 airline:12]
-        [--folds 3] [--seeds 0]
+        [--folds 3] [--seeds 0] [--set base=none ...]
 
 For each fold of the backtest (`forecast/backtest.py`: K cuts of the series, each with the ordinary
 split; the test parts tile the series' end) and seed: `train` with the CLI's defaults (the series'
@@ -70,8 +70,11 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=["airline:1", "nile:1", "lynx:1"])
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--set", nargs="*", default=[], help="settings, e.g. base=none hidden=8")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    defaults = TrainSettings("", "")
+    extra = {k: type(getattr(defaults, k))(v) for k, v in (kv.split("=") for kv in args.set)}
     rows = []
     for case in args.cases:
         name, horizon = case.split(":")
@@ -80,7 +83,7 @@ def main() -> None:
         errors = {"evaluated": [], "refit": [], "naive": []}
         t0 = time.perf_counter()
         for seed in args.seeds:
-            s = TrainSettings(path, target, season=season, horizon=int(horizon), seed=seed)
+            s = TrainSettings(path, target, season=season, horizon=int(horizon), seed=seed, **extra)
             series = load_series(s)
             for k, (length, fs) in enumerate(fold_settings(s, len(series), args.folds), 1):
                 with tempfile.TemporaryDirectory() as d:
@@ -99,7 +102,10 @@ def main() -> None:
     for case, p, _ in rows:
         print(f"| {case} | {p['evaluated']:.4g} | {p['refit']:.4g} | "
               f"{p['refit'] / p['evaluated']:.3f} | {p['naive']:.4g} |")  # fmt: skip
-    print(f"\n{args.folds} folds, seeds {args.seeds}; pooled over all folds' test points")
+    print(
+        f"\n{args.folds} folds, seeds {args.seeds}, {args.set or 'defaults'}; pooled over all "
+        "folds' test points"
+    )
 
 
 if __name__ == "__main__":

@@ -140,3 +140,15 @@ def test_test_fraction_zero_trains_and_evaluate_says_nothing_is_held_out(tmp_pat
     assert "nothing held out to score" in err and len(err.splitlines()) == 1
     with pytest.raises(UserError, match="--test-fraction must be at least 0"):
         tiny(data, test_fraction=-0.1).check()
+
+
+def test_resume_with_more_epochs_refits_again(tmp_path, refit_run):
+    """A refit always matches its run: more epochs (a new best epoch) give a new refit, the one a
+    run trained with those epochs from the start has."""
+    run, data = refit_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    result = train(tiny(data, epochs=5), copy, resume=True, quiet=True, given={"epochs"})
+    fresh = train(tiny(data, epochs=5), tmp_path / "fresh", refit=True, quiet=True)
+    assert result.refit["epochs"] == fresh.refit["epochs"] == result.progress.best_epoch
+    assert same(tensors(copy, REFIT), tensors(tmp_path / "fresh", REFIT))
