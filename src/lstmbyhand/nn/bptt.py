@@ -162,6 +162,7 @@ def backward(
         if weight_hr is None:
             dr = dh_t  # B5
         else:
+            assert d_h_all is not None
             d_h_all[t, :n] = dh_t
             dr = dh_t @ weight_hr  # (n, H) B5
         i, f, g, o = gates[t, :n].chunk(4, dim=1)  # each (n, H)
@@ -182,6 +183,7 @@ def backward(
     d_bias = dz_flat.sum(0)  # (4H,) B1
     d_weight_hr = None
     if weight_hr is not None:
+        assert d_h_all is not None
         r = gates[:, :, 3 * H :] * tanh_c  # (T, B, H) F4 again, zero where rows did not run
         d_weight_hr = d_h_all.view(T * B, -1).T @ r.view(T * B, H)  # (P, H) B5
     return dx, dh, dc, d_weight_ih, d_weight_hh, d_bias, d_weight_hr
@@ -209,4 +211,4 @@ def kernels_for(x: Tensor) -> ModuleType:
 
 def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
     """b = b_ih + b_hh (4H,), the bias of F1; None without biases."""
-    return None if bias_ih is None else bias_ih + bias_hh
+    return None if bias_ih is None or bias_hh is None else bias_ih + bias_hh

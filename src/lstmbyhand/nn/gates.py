@@ -32,6 +32,19 @@ GATE_NAMES = (
 )  # torch.nn.LSTM's stacking order: i, f, g, o
 
 
+class DirectionWeights(NamedTuple):
+    """The parameters of one layer direction, by role: nn.LSTM's names without the `_l{k}` /
+    `_l{k}_reverse` suffix. The field order is the order of the weight parameters of `lstm_cell`,
+    `sequence.reference_sequence` and `ops.lstm_sequence` (a test holds them to it), so a record
+    unpacks into any of them: `reference_sequence(x, h0, c0, *weights)`."""
+
+    weight_ih: Tensor  # (4H, I)   [W_i; W_f; W_g; W_o]
+    weight_hh: Tensor  # (4H, P)   [U_i; U_f; U_g; U_o]
+    bias_ih: Tensor | None = None  # (4H,)
+    bias_hh: Tensor | None = None  # (4H,)
+    weight_hr: Tensor | None = None  # (P, H)   with a projection
+
+
 class Gates(NamedTuple):
     """The four gate activations of one step, each (B, H)."""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmbyhand.nn import ops
+from lstmbyhand.nn.gates import DirectionWeights
 from lstmbyhand.nn.sequence import GateTrace, reference_sequence
 
 BACKENDS = ("bptt", "reference")  # hand-derived backward (default) | readable loop + autograd
@@ -46,7 +48,7 @@ def _check_arguments(
     """torch.nn.LSTM's checks of its constructor arguments, in its order, with its types and texts."""
     if (
         not isinstance(dropout, numbers.Number)
-        or not 0 <= dropout <= 1  # type: ignore[operator]
+        or not 0 <= dropout <= 1
         or isinstance(dropout, bool)
     ):
         raise ValueError(
@@ -225,7 +227,7 @@ class LSTM(nn.Module):
         self.proj_size = proj_size
         self.backend = "bptt"
 
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         H, P, D = hidden_size, proj_size or hidden_size, self.num_directions
         self._flat_weights_names: list[str] = []  # every parameter's name, in nn.LSTM's order
         self._all_weights: list[list[str]] = []  # the same names, one list per layer direction
@@ -233,7 +235,10 @@ class LSTM(nn.Module):
             layer_input = input_size if layer == 0 else D * P
             for direction in range(D):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {"weight_ih": (4 * H, layer_input), "weight_hh": (4 * H, P)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (4 * H, layer_input),
+                    "weight_hh": (4 * H, P),
+                }
                 if bias:
                     shapes |= {"bias_ih": (4 * H,), "bias_hh": (4 * H,)}
                 if proj_size > 0:
@@ -280,32 +285,40 @@ class LSTM(nn.Module):
         text = f"{self.input_size}, {self.hidden_size}"
         return text + "".join(f", {k}={getattr(self, k)}" for k, show in shown.items() if show)
 
-    def direction_weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
+    def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
         """The parameters of one layer direction, by role (bias and projection may be None)."""
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-        return {name: getattr(self, name + suffix, None) for name in names}
+        get = dict(self.named_parameters(recurse=False)).get
+        weight_ih, weight_hh = get("weight_ih" + suffix), get("weight_hh" + suffix)
+        if weight_ih is None or weight_hh is None:
+            raise IndexError(f"expected a layer below {self.num_layers}, got layer {layer}")
+        return DirectionWeights(
+            weight_ih, weight_hh, get("bias_ih" + suffix), get("bias_hh" + suffix),
+            get("weight_hr" + suffix),
+        )  # fmt: skip
 
     # -- conversion -------------------------------------------------------------------------------
 
-    def _config(self) -> dict:
+    @staticmethod
+    def _config(module: nn.Module) -> dict[str, Any]:
+        """The constructor arguments of an LSTM, ours or torch's."""
         keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout")
-        return {k: getattr(self, k) for k in (*keys, "bidirectional", "proj_size")}
+        return {k: getattr(module, k) for k in (*keys, "bidirectional", "proj_size")}
 
     @classmethod
     def from_torch(cls, module: nn.LSTM) -> LSTM:
         """An lstmbyhand.LSTM with the same configuration and a copy of `module`'s weights."""
         if not isinstance(module, nn.LSTM):
             raise TypeError(f"expected a torch.nn.LSTM, got {type(module).__name__}")
-        weight = module.weight_ih_l0
-        ours = cls(**LSTM._config(module), device=weight.device, dtype=weight.dtype)
+        weight = module.get_parameter("weight_ih_l0")
+        ours = cls(**cls._config(module), device=weight.device, dtype=weight.dtype)
         ours.load_state_dict(module.state_dict())
         return ours
 
     def to_torch(self) -> nn.LSTM:
         """A torch.nn.LSTM with the same configuration and a copy of these weights."""
-        weight = self.weight_ih_l0
-        theirs = nn.LSTM(**self._config(), device=weight.device, dtype=weight.dtype)
+        weight = self.get_parameter("weight_ih_l0")
+        theirs = nn.LSTM(**self._config(self), device=weight.device, dtype=weight.dtype)
         theirs.load_state_dict(self.state_dict())
         return theirs
 
@@ -330,6 +343,9 @@ class LSTM(nn.Module):
             return self._run(input, hx, record=True)[2]
 
     def _run(self, input, hx, record: bool):
+        batch_sizes: Tensor | None
+        sorted_idx: Tensor | None
+        unsorted_idx: Tensor | None
         packed = isinstance(input, PackedSequence)
         if packed:
             x, batch_sizes, sorted_idx, unsorted_idx, scatter = _unpack(input)  # x (T, B, I)
@@ -354,42 +370,48 @@ class LSTM(nn.Module):
 
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
-        run = ops.lstm_sequence if self.backend == "bptt" and not record else reference_sequence
-        h_n, c_n, traces = [], [], []
+        run = ops.lstm_sequence if self.backend == "bptt" else reference_sequence
+        h_last: list[Tensor] = []  # per layer direction: (B, P)
+        c_last: list[Tensor] = []  # (B, H)
+        traces: list[list[GateTrace]] = []
         layer_input = x  # (T, B, I) then (T, B, D*P)
         for layer in range(self.num_layers):
-            outputs, layer_traces = [], []
+            outputs: list[Tensor] = []
+            layer_traces: list[GateTrace] = []
             for direction in range(self.num_directions):
                 k = layer * self.num_directions + direction
                 w = self.direction_weights(layer, direction)
-                kwargs = {"batch_sizes": batch_sizes, "reverse": direction == 1}
+                reverse = direction == 1
                 if record:
-                    kwargs["record"] = True
-                out, h, c, *trace = run(layer_input, h0[k], c0[k], *w.values(), **kwargs)
-                outputs.append(out)  # (T, B, P)
-                h_n.append(h)
-                c_n.append(c)
-                if record:
-                    layer_traces.append(
-                        trace[0] if unsorted_idx is None else trace[0].select_batch(unsorted_idx)
+                    out, h, c, trace = reference_sequence(
+                        layer_input, h0[k], c0[k], *w, batch_sizes, reverse, record=True
                     )
+                    assert trace is not None
+                    layer_traces.append(
+                        trace if unsorted_idx is None else trace.select_batch(unsorted_idx)
+                    )
+                else:
+                    out, h, c = run(layer_input, h0[k], c0[k], *w, batch_sizes, reverse)[:3]
+                outputs.append(out)  # (T, B, P)
+                h_last.append(h)
+                c_last.append(c)
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
             traces.append(layer_traces)
-        output = layer_input  # (T, B, D*P)
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)  # (L*D, B, P), (L*D, B, H)
+        output: Tensor | PackedSequence = layer_input  # (T, B, D*P)
+        h_n, c_n = torch.stack(h_last), torch.stack(c_last)  # (L*D, B, P), (L*D, B, H)
 
         if packed:
             output = PackedSequence(
-                output.reshape(T * B, -1)[scatter], input.batch_sizes, sorted_idx, unsorted_idx
+                layer_input.reshape(T * B, -1)[scatter], input.batch_sizes, sorted_idx, unsorted_idx
             )
             if unsorted_idx is not None:
                 h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
         elif not batched:
-            output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+            output, h_n, c_n = layer_input.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
         elif self.batch_first:
-            output = output.transpose(0, 1)
+            output = layer_input.transpose(0, 1)
         return output, (h_n, c_n), traces
 
     def _check_input(self, x: Tensor) -> None:
@@ -499,7 +521,7 @@ def cell_step(
     into the first, z = x Wᵀ + (b_ih + b_hh) + h Uᵀ (N, 4H); F2-F4 are six element-wise ops
     (nn.LSTMCell's kernel runs nine). Autograd differentiates it, to any order.
     """
-    if bias_ih is None:
+    if bias_ih is None or bias_hh is None:
         z = torch.mm(x, weight_ih.t())  # (N, 4H)
     else:
         z = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())  # (N, 4H)
@@ -585,6 +607,11 @@ class LSTMCell(nn.Module):
         True
     """
 
+    weight_ih: nn.Parameter
+    weight_hh: nn.Parameter
+    bias_ih: nn.Parameter | None
+    bias_hh: nn.Parameter | None
+
     def __init__(
         self,
         input_size: int,
@@ -594,7 +621,7 @@ class LSTMCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         # nn.LSTMCell checks nothing here: torch.empty refuses what it refuses, with its texts
         self.weight_ih = nn.Parameter(torch.empty((4 * hidden_size, input_size), **factory))

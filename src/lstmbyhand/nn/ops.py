@@ -130,8 +130,8 @@ def forward_inference(
     dtype = _compute_dtype(x)
     args = [_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)]
     with _no_autocast(x):
-        results = bptt.kernels_for(x).forward_inference(*args, batch_sizes, reverse)
-    return tuple(_as(t, x.dtype) for t in results)
+        output, h_n, c_n = bptt.kernels_for(x).forward_inference(*args, batch_sizes, reverse)
+    return _as(output, x.dtype), _as(h_n, x.dtype), _as(c_n, x.dtype)
 
 
 @torch.library.register_fake("lstmbyhand::forward_inference")
