@@ -116,7 +116,7 @@ def test_series_too_short_says_the_minimum(tmp_path, capsys):
         (["--horizon", "-1"], "horizon must be"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--lr", "nan"], "--lr must be a positive number"),
-        (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+        (["--val-fraction", "1.5"], "--val-fraction must be at least 0 and below 1"),
         (["--test-fraction", "-0.1"], "--test-fraction must be at least 0 and below 1"),
         (["--val-fraction", "0.5", "--test-fraction", "0.5"], "must be below 1"),
         (["--epochs", "0"], "--epochs must be"),

@@ -152,3 +152,18 @@ def test_resume_with_more_epochs_refits_again(tmp_path, refit_run):
     fresh = train(tiny(data, epochs=5), tmp_path / "fresh", refit=True, quiet=True)
     assert result.refit["epochs"] == fresh.refit["epochs"] == result.progress.best_epoch
     assert same(tensors(copy, REFIT), tensors(tmp_path / "fresh", REFIT))
+
+
+def test_val_fraction_zero_needs_patience_zero_and_trains_every_epoch(tmp_path, capsys):
+    data = series_csv(tmp_path / "s.csv")
+    with pytest.raises(UserError, match="--val-fraction 0 leaves nothing to stop early on"):
+        tiny(data, val_fraction=0.0, patience=5).check()
+    run = tmp_path / "run"
+    result = train(tiny(data, val_fraction=0.0, epochs=2), run, refit=True, quiet=True)
+    assert RunDir(run).read_config()["split"] == {"n_train": 41, "n_val": 0, "n_test": 7}
+    assert result.progress.best_epoch == 2 and result.refit["epochs"] == 2  # the last epoch
+    assert (run / "metrics.csv").read_text().splitlines()[1:] and all(
+        line.split(",")[2] == "" for line in (run / "metrics.csv").read_text().splitlines()[1:]
+    )  # no validation loss recorded
+    assert main(["evaluate", str(run), "--no-baselines"]) == 0
+    assert "test split" in capsys.readouterr().out

@@ -5,7 +5,7 @@ is stdout; devices and pipes are written in place; symlinks are followed (the fi
 is replaced). The plot's format follows its extension (PNG without one).
 
 The run's refit weights (refit.safetensors, from `train --refit`) are used when it has them, else
-its evaluated weights; one line on stderr says which.
+its evaluated weights; one line on stderr says which (once the forecast is written).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         if two and same_file(Path(args.output), Path(args.plot)):
             raise UserError(f"--output and --plot are both {args.output}; give two files")
     model, settings, _, prep, used = open_for_forecast(args.run, args.data)
-    print(f"weights: {used}", file=sys.stderr)
     frame = forecast_frame(model, prep, args.steps)
     values = frame.iloc[:, 1].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
@@ -78,4 +77,5 @@ def run(args: argparse.Namespace) -> int:
                        inputs)  # fmt: skip
         to_stdout = not args.output or args.output == "-" or args.plot == "-"
         print(f"wrote the plot to {args.plot}", file=sys.stderr if to_stdout else sys.stdout)
+    print(f"weights: {used}", file=sys.stderr)  # after success: a refusal stays one line
     return 0

@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"--force: removed the old run's {', '.join(result.removed)} from {result.run}")
     p = result.progress
     why = "early stop" if result.stopped_early else "epoch limit"
-    print(
-        f"trained {p.epoch} epochs ({why}); best validation loss {p.best_val:.4g} at epoch "
-        f"{p.best_epoch}; run saved in {result.run}"
-    )
+    best = f"best validation loss {p.best_val:.4g} at epoch {p.best_epoch}"
+    if p.best_val == float("inf"):
+        best = f"no validation part (--val-fraction 0): kept epoch {p.best_epoch}, the last"
+    print(f"trained {p.epoch} epochs ({why}); {best}; run saved in {result.run}")
     if result.world_size > 1:
         print(f"{result.world_size} processes (DistributedDataParallel); weights identical on all")
     if result.refit:

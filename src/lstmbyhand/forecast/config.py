@@ -41,8 +41,11 @@ def check_settings(window: int, horizon: int, val_fraction: float, test_fraction
     """Reject settings no split can satisfy, naming the setting and the range it must be in."""
     _whole("window", window, 1, "12")
     _whole("horizon", horizon, 1, "1")
-    if not 0.0 < _real("val-fraction", val_fraction) < 1.0:
-        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if not 0.0 <= _real("val-fraction", val_fraction) < 1.0:  # 0: with --patience 0 only
+        raise UserError(
+            f"--val-fraction must be at least 0 and below 1 (0: no validation part), got "
+            f"{val_fraction}"
+        )
     if not 0.0 <= _real("test-fraction", test_fraction) < 1.0:  # 0: nothing held out to test
         raise UserError(
             f"--test-fraction must be at least 0 and below 1 (0: no test part), got {test_fraction}"
@@ -179,6 +182,11 @@ class TrainSettings(ModelConfig, DataSource):
                 f"than this machine's {have / 2**30:.1f} GiB; make one of them smaller"
             )
         _whole("patience", self.patience, 0)
+        if self.val_fraction == 0 and self.patience:
+            raise UserError(
+                "--val-fraction 0 leaves nothing to stop early on: pass --patience 0 too, to "
+                "train exactly --epochs epochs and keep the last"
+            )
         _whole("seed", self.seed, 0)
         if self.seed >= 2**63:
             raise UserError(f"--seed must be below 2**63, got {self.seed}")

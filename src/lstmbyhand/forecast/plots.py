@@ -66,11 +66,13 @@ def loss_curve(history: list[dict], path: str | Path) -> None:
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    train, val = [r["train_loss"] for r in history], [r["val_loss"] for r in history]
+    train = [r["train_loss"] for r in history]
+    val = [r["val_loss"] for r in history if r["val_loss"] is not None]  # none: --val-fraction 0
     ax.plot(epochs, train, label="train")
-    ax.plot(epochs, val, label="validation")
-    best = min(history, key=lambda r: r["val_loss"])
-    ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
+    if val:
+        ax.plot(epochs, val, label="validation")
+        best = min(history, key=lambda r: r["val_loss"])
+        ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
     if min(train + val) > 0:  # a log axis needs positive values (a constant series has 0)
         ax.set_yscale("log")
     ax.set_xlabel("epoch")

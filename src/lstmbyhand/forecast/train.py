@@ -92,15 +92,19 @@ class Trainer:
         return (sums[0] / sums[1].clamp(min=1)).item()
 
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean squared error over all validation windows (summed over processes)."""
+    def validate(self) -> float | None:
+        """Mean squared error over all validation windows (summed over processes); None: there
+        are none (--val-fraction 0)."""
         self.model.eval()
         x, y = self.val_x.to(self.device), self.val_y.to(self.device)
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         if len(x):
             sums[0] = ((self.model(x) - y) ** 2).sum().double()
             sums[1] = y.numel()
-        loss = (distributed.all_sum(sums)[0] / sums[1]).item()
+        distributed.all_sum(sums)
+        if sums[1] == 0:
+            return None
+        loss = (sums[0] / sums[1]).item()
         if not math.isfinite(loss):
             raise FloatingPointError(f"validation loss became {loss}")
         return loss
@@ -277,7 +281,8 @@ def _train(
                 error = err
         if not distributed.all_true(error is None, device):
             raise error or UserError(f"rank 0 could not create {run.path}; see its message")
-        progress.best_val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
+        val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
+        progress.best_val = math.inf if val is None else val
     if is_main:
         with signals.deferred():
             run.write_config(make_config(run.run_id, s, prep, world_size, device).to_dict())
@@ -291,7 +296,7 @@ def _train(
             best = run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals)
             bar.update(1)
             row = progress.history[-1]
-            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}",
+            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{row['val_loss'] or 0:.4g}",
                             best=f"{progress.best_val:.4g}@{progress.best_epoch}")  # fmt: skip
     except KeyboardInterrupt:
         raise stopped(signals, s, run, progress) from None
@@ -304,7 +309,9 @@ def _train(
         raise RuntimeError(
             "the ranks ended with different weights; this is a bug, please report it"
         )
-    chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
+    chosen = best  # no validation part: the network (nothing to choose by)
+    if len(prep.origins["val"]):
+        chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
     if is_main and chosen is not best:
         with signals.deferred():
             run.write_weights(chosen, {"epoch": progress.best_epoch, "kept": "base"})
@@ -320,7 +327,8 @@ def weights_meta(progress: Progress) -> dict:
     """weights.safetensors' metadata, as `run_epoch` writes it (so a resume rewrites the same bytes)."""
     if progress.best_epoch == 0:
         return {"epoch": 0}
-    return {"epoch": progress.best_epoch, "val_loss": progress.best_val}
+    best = progress.best_val
+    return {"epoch": progress.best_epoch, "val_loss": best if math.isfinite(best) else None}
 
 
 def refit_step(run, s, series, season, epochs, kept, asked, signals) -> dict | None:
@@ -389,8 +397,9 @@ def run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals) 
     progress.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                              "lr": optimizer.lr,
                              "seconds": round(time.perf_counter() - start, 4)})  # fmt: skip
-    if val_loss < progress.best_val:
-        progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+    if val_loss is None or val_loss < progress.best_val:  # None: no validation, keep the last
+        progress.best_epoch, progress.bad_epochs = epoch, 0
+        progress.best_val = progress.best_val if val_loss is None else val_loss
         best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     else:
         progress.bad_epochs += 1

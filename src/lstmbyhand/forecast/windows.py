@@ -52,10 +52,13 @@ def split_sizes(n: int, val_fraction: float, test_fraction: float) -> Split:
     return Split(n - n_val - n_test, n_val, n_test)
 
 
-def fits(split: Split, window: int, horizon: int, test_fraction: float = 1.0) -> bool:
-    """At least one training, one validation and one test window (none with test_fraction 0)."""
+def fits(
+    split: Split, window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> bool:
+    """At least one training, one validation and one test window (none of a part of fraction 0)."""
+    val = split.n_val >= horizon or (val_fraction == 0 and split.n_val == 0)
     test = split.n_test >= horizon or (test_fraction == 0 and split.n_test == 0)
-    return split.n_train >= window + horizon and split.n_val >= horizon and test
+    return split.n_train >= window + horizon and val and test
 
 
 def minimum_length(window: int, horizon: int, val_fraction: float, test_fraction: float) -> int:
@@ -64,7 +67,8 @@ def minimum_length(window: int, horizon: int, val_fraction: float, test_fraction
     rest = 1.0 - val_fraction - test_fraction  # the train part's share: n_train ≥ window + horizon
     bounds = [(horizon - 0.5) / f for f in (val_fraction, test_fraction) if f > 0]
     n = max(window + 3 * horizon, *(math.ceil(b) for b in (*bounds, (window + horizon - 1) / rest)))
-    while not fits(split_sizes(n, val_fraction, test_fraction), window, horizon, test_fraction):
+    while not fits(split_sizes(n, val_fraction, test_fraction), window, horizon, val_fraction,
+                   test_fraction):  # fmt: skip
         n += 1
     return n
 
@@ -75,7 +79,7 @@ def make_split(
     """Split a series of length n, or say how long it must be."""
     check_settings(window, horizon, val_fraction, test_fraction)
     split = split_sizes(n, val_fraction, test_fraction)
-    if not fits(split, window, horizon, test_fraction):
+    if not fits(split, window, horizon, val_fraction, test_fraction):
         need = minimum_length(window, horizon, val_fraction, test_fraction)
         raise UserError(
             f"the series has {n} values, too short for window {window} + horizon {horizon} with "
