@@ -7,6 +7,8 @@ validation loss, then -- on the main process only -- the best weights when they 
 training state, metrics.csv (in that order, each file atomic). Early stopping ends training after
 `patience` epochs without a better validation loss (0: never). A NaN or infinite loss stops training
 with the last good checkpoint kept. Ctrl-C and SIGTERM stop it the same way (see `signals.py`).
+--val-fraction 0 (with --patience 0) trains exactly `epochs` epochs and keeps the last. With
+`refit`, the run is then trained again on the whole series for the best epoch's count (refit.py).
 
 Under torchrun the same loop runs on every rank (see `distributed.py`): the model is wrapped in
 DistributedDataParallel, a DistributedSampler (seeded, `set_epoch` each epoch) gives each rank its
