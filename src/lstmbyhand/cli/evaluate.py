@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     use_threads(None)
 
     model, settings, config, prep = open_run(args.run, args.data)
-    if prep.split.n_test == 0:  # exit 2: nothing was scored; no script may take it for a score
+    if prep.parts.n_test == 0:  # exit 2: nothing was scored; no script may take it for a score
         raise UserError(
             f"nothing held out to score: {args.run} was trained with --test-fraction 0 (every "
             "value is for training or validation); run `lstmbyhand backtest` to measure it"

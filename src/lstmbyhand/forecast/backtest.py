@@ -73,8 +73,7 @@ def backtest(
         train(fs, out / f"fold-{k}", force=force, quiet=True)
         model, _, config, prep = open_run(out / f"fold-{k}")
         y = prep.raw("test")[1]  # (K_k, H)
-        assert prep.split is not None
-        scale = mase_scale(prep.series.values[: prep.split.n_train], config.season)
+        scale = mase_scale(prep.series.values[: prep.parts.n_train], config.season)
         fc = forecasts(model, prep, config.season, "test", baselines)
         table = {name: metrics(y, f, scale) for name, f in fc.items()}
         first, last = prep.origins["test"][[0, -1]] + 1

@@ -108,8 +108,7 @@ def evaluate(
 ) -> dict:
     """Metrics of the model and the baselines on one part; JSON-ready."""
     y = prep.raw(part)[1]  # (K, H)
-    assert prep.split is not None, "a split series: evaluate needs its parts"
-    scale = mase_scale(prep.series.values[: prep.split.n_train], season)
+    scale = mase_scale(prep.series.values[: prep.parts.n_train], season)
     table = {
         name: metrics(y, f, scale)
         for name, f in forecasts(model, prep, season, part, baselines).items()

@@ -40,6 +40,13 @@ class Prepared:
         n = self.split.test_start if self.split else len(self.series)
         self.statistical = Statistical(self.series.values[:n], self.season)
 
+    @property
+    def parts(self) -> Split:
+        """The split into train / validation / test (a series prepared for `forecast` has none)."""
+        if self.split is None:
+            raise ValueError("expected a split series, got one prepared for forecasting only")
+        return self.split
+
     def steps(self, part: str) -> int:
         """Targets per window: the horizon on the test part, the network's O on train and val."""
         return self.horizon if part == "test" else self.outputs

@@ -18,6 +18,8 @@ refit leaves refit-state.safetensors; `train --resume` finishes the refit from i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from lstmbyhand.errors import TrainingStopped, UserError
@@ -71,7 +73,7 @@ def fit(
     progress = Progress()
     if state is not None:
         tensors, meta = state
-        check_state(tensors, model, optimizer, REFIT_STATE)
+        check_state(tensors, model, optimizer, Path(REFIT_STATE))
         _, progress = checkpoint.unpack(tensors, meta, model, optimizer, REFIT_STATE)
     elif save is not None:
         save(*pack(model, optimizer, progress))

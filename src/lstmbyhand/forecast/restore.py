@@ -65,9 +65,9 @@ def open_run(
             )
         return model, settings, config, _unsplit(series, scaler, settings)
     prepared = prepare(settings, series, scaler)
-    if config.season >= prepared.split.n_train:
+    if config.season >= prepared.parts.n_train:
         raise UserError(
-            f"{data or settings.data} leaves {prepared.split.n_train} values for the training part, "
+            f"{data or settings.data} leaves {prepared.parts.n_train} values for the training part, "
             f"not more than the run's season {config.season}; use a longer series"
         )
     return model, settings, config, prepared

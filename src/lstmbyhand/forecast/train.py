@@ -136,7 +136,7 @@ def make_config(
     freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
     data = {"path": str(Path(s.data).resolve()), "sha256": series.sha256, "target": s.target,
             "time": series.time_column, "freq": freq, "length": len(series)}  # fmt: skip
-    split = {"n_train": prep.split.n_train, "n_val": prep.split.n_val, "n_test": prep.split.n_test}
+    split = {"n_train": prep.parts.n_train, "n_val": prep.parts.n_val, "n_test": prep.parts.n_test}
     return RunConfig(run_id, s, data, split, prep.scaler.to_dict(), int(s.season or 0),
                      str(device), world_size, versions())  # fmt: skip
 
@@ -251,9 +251,9 @@ def _train(
     config = check_resume(run, s, given, series.sha256) if resume else None
     prep = prepare(s, series, Scaler.from_dict(config.scaler) if config else None)
     s.season = prep.season  # resolved from the time column when not given
-    if s.season >= prep.split.n_train:
+    if s.season >= prep.parts.n_train:
         raise UserError(
-            f"--season {s.season} is not shorter than the training part ({prep.split.n_train} "
+            f"--season {s.season} is not shorter than the training part ({prep.parts.n_train} "
             f"of {len(series)} values): no season can be seen in it; pass a smaller --season, "
             "or 0 for none"
         )
@@ -369,7 +369,9 @@ def check_state(
 def loaders(prep: Prepared, s: TrainSettings, rank: int, world_size: int):
     """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
     train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
-    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
+    sampler: DistributedSampler = DistributedSampler(
+        train_set, world_size, rank, shuffle=True, seed=s.seed
+    )
     x, y = train_set.tensors
     val_x, val_y = prep.tensors("val") if len(prep.origins["val"]) else (x[:0], y[:0])  # a refit
     batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
