@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with the pinned CPU torch and lstmbyhand (editable, C++ fast path compiled once here).
 #   bash scripts/setup.sh         # library + CLI
-#   bash scripts/setup.sh --dev   # + pytest, hypothesis, ruff, triton
+#   bash scripts/setup.sh --dev   # + pytest (xdist), hypothesis, ruff, mypy, triton
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=""

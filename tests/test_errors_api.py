@@ -18,7 +18,7 @@ from lstmbyhand.forecast.windows import windows
 @given(shape=st.lists(st.integers(0, 7), min_size=0, max_size=4))
 def test_forecaster_input_shapes(shape):
     torch.manual_seed(0)
-    model = Forecaster(ModelConfig(window=5, horizon=2, hidden=3, base="none"))
+    model = Forecaster(ModelConfig(window=5, horizon=2, hidden=3, base="none", multistep="direct"))
     x = torch.zeros(tuple(shape))
     if len(shape) == 2 and shape[1] == 5:
         assert model(x).shape == (shape[0], 2)

@@ -30,9 +30,27 @@ def test_two_processes_train_resume_and_evaluate(tmp_path, capsys):
     )
     data = tmp_path / "s.csv"
     data.write_text("t,y\n" + "".join(f"{i},{(i * 37) % 17 + i * 0.5}\n" for i in range(70)))
-    flags = ["train", str(data), "--target", "y", "--window", "6", "--hidden", "6",
-             "--batch-size", "8", "--dropout", "0.2", "--layers", "2", "--patience", "0",
-             "--quiet"]  # fmt: skip
+    flags = [
+        "train",
+        str(data),
+        "--target",
+        "y",
+        "--window",
+        "6",
+        "--hidden",
+        "6",
+        "--batch-size",
+        "8",
+        "--dropout",
+        "0.2",
+        "--layers",
+        "2",
+        "--patience",
+        "0",
+        "--base",
+        "none",
+        "--quiet",
+    ]  # fmt: skip  (DDP is under test, not the base)
     first = torchrun(*flags, "--epochs", "3", "--out", str(tmp_path / "a"))
     # the ranks compare weight digests at the end; rank 0 alone reports
     assert first.stdout.count("weights identical on all") == 1
@@ -48,5 +66,11 @@ def test_two_processes_train_resume_and_evaluate(tmp_path, capsys):
     assert "rng.torch.0" in state and "rng.torch.1" in state
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "a"), "--json"]) == 0
-    methods = {"model", "naive", "AutoETS", "AutoARIMA", "AutoTheta"}  # no season: no seasonal naive
+    methods = {
+        "model",
+        "naive",
+        "AutoETS",
+        "AutoARIMA",
+        "AutoTheta",
+    }  # no season: no seasonal naive
     assert set(json.loads(capsys.readouterr().out)["metrics"]) == methods
