@@ -77,3 +77,17 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved)
+
+
+def one_line_error(capsys, argv: list[str], *expected: str) -> str:
+    """Run the CLI in-process: it must exit 2 with one line on stderr holding every `expected`."""
+    from lstmbyhand.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for piece in expected:
+        assert piece in lines[0], lines[0]
+    return lines[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import one_line_error
 
 from lstmbyhand.cli import main
 from lstmbyhand.forecast.plots import formats
@@ -18,17 +19,6 @@ from lstmbyhand.forecast.rundir import RunDir
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MAGIC = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF", "jpg": b"\xff\xd8\xff"}
-
-
-def one_line_error(capsys, argv: list[str], *expected: str) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for piece in expected:
-        assert piece in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers import one_line_error as refused
 from helpers import subprocess_env
 
 from lstmbyhand.cli import main
@@ -26,17 +27,6 @@ from lstmbyhand.forecast.config import TrainSettings
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--window", "3", "--hidden", "2", "--epochs", "1", "--quiet", "--base", "none"]
-
-
-def refused(capsys, argv: list[str], *expected: str) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for piece in expected:
-        assert piece in lines[0], lines[0]
-    return lines[0]
 
 
 def csv_file(folder: Path, rows: list[str], header: str = "t,y", name: str = "d.csv") -> str:

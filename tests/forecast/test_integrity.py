@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_line_error as refused
 from helpers import subprocess_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,17 +42,6 @@ def train_args(folder: Path, out: Path, epochs: int = 2, seed: int = 0) -> list[
     return ["train", str(data_file(folder)), "--target", "y", "--window", "3", "--hidden", "2",
             "--epochs", str(epochs), "--quiet", "--base", "none", "--patience", "0",
             "--seed", str(seed), "--out", str(out)]  # fmt: skip
-
-
-def refused(capsys, argv: list[str], *expected: str) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for piece in expected:
-        assert piece in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
