@@ -29,11 +29,17 @@ CONFIGS = [
 
 @pytest.fixture(autouse=True)
 def full_float32():
-    """cuDNN may use TF32 for float32 on recent GPUs; compare full float32 with full float32."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    """cuDNN may use TF32 for float32 on recent GPUs; compare full float32 with full float32.
+
+    Through cudnn.flags(): torch.testing._internal (imported by tests/upstream, maybe earlier in the
+    same worker) freezes the global cuDNN flags, and only the context manager may change them then."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def outputs_and_grads(module: nn.Module, x: torch.Tensor, packed: bool):
