@@ -288,7 +288,7 @@ class LSTM(nn.Module):
     def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
         """The parameters of one layer direction, by role (bias and projection may be None)."""
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        get = dict(self.named_parameters(recurse=False)).get
+        get = self._parameters.get  # by name, without walking the module tree (a hot path)
         weight_ih, weight_hh = get("weight_ih" + suffix), get("weight_hh" + suffix)
         if weight_ih is None or weight_hh is None:
             raise IndexError(f"expected a layer below {self.num_layers}, got layer {layer}")
