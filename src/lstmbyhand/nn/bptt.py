@@ -61,7 +61,7 @@ def _cell(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return act, c_t, tanh_c, o * tanh_c  # F4: r_t = o ⊙ tanh(c_t)
 
 
-def _input_products(x: Tensor, weight_ih: Tensor, bias: Tensor | None) -> Tensor:
+def input_products(x: Tensor, weight_ih: Tensor, bias: Tensor | None) -> Tensor:
     """F1's input part for every step at once: x (T, B, I) -> W x_t + b (T, B, 4H), one GEMM."""
     T, B, _ = x.shape
     xw = x.reshape(T * B, -1) @ weight_ih.T  # (T*B, 4H)
@@ -88,7 +88,7 @@ def forward(
     """
     T, B, _ = x.shape
     H, P = c0.shape[1], h0.shape[1]
-    xw = _input_products(x, weight_ih, bias)  # (T, B, 4H)
+    xw = input_products(x, weight_ih, bias)  # (T, B, 4H)
     output = x.new_zeros(T, B, P)
     gates = x.new_zeros(T, B, 4 * H)
     h_prev = x.new_zeros(T, B, P)
@@ -123,7 +123,7 @@ def forward_inference(
     """`forward` without the cache (no gradient will be asked for): output, h_n, c_n."""
     T, B, _ = x.shape
     P = h0.shape[1]
-    xw = _input_products(x, weight_ih, bias)  # (T, B, 4H)
+    xw = input_products(x, weight_ih, bias)  # (T, B, 4H)
     output = x.new_zeros(T, B, P)
     h, c = h0.clone(), c0.clone()  # (B, P), (B, H)
     w_hh_t = weight_hh.T  # (P, 4H)

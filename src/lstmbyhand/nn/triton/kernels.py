@@ -38,6 +38,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from lstmbyhand.nn.bptt import input_products
+from lstmbyhand.nn.sequence import active_rows, time_steps
+
 INTERPRETED = bool(triton.knobs.runtime.interpret)  # fixed when the kernels below are decorated
 
 # Largest tile edges; each is lowered to the next power of two of the dimension (tl.dot needs >= 16).
@@ -255,26 +258,13 @@ def _check(x: Tensor) -> tl.dtype:
     return _ACCUMULATE[x.dtype]
 
 
-def _time_steps(T: int, reverse: bool) -> range:
-    """The order in which a direction visits the steps."""
-    return range(T - 1, -1, -1) if reverse else range(T)
-
-
-def _active_rows(batch_sizes: Tensor | None, t: int, B: int) -> int:
-    """How many leading rows of the (sorted) batch are running at step t."""
-    return B if batch_sizes is None else int(batch_sizes[t])
-
-
 def _run_forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse, cache):
     """F1-F6 over all steps; the cache (gates, h_prev, c_prev, tanh_c) only when `cache`."""
     acc = _check(x)
     T, B, _ = x.shape
     H, P = c0.shape[1], h0.shape[1]
     proj = weight_hr is not None
-    xw = x.reshape(T * B, -1) @ weight_ih.T  # (T*B, 4H) F1, input part: one GEMM
-    if bias is not None:
-        xw += bias
-    xw = xw.view(T, B, 4 * H)
+    xw = input_products(x, weight_ih, bias)  # (T, B, 4H) F1, input part: one GEMM
     u = weight_hh.contiguous()  # (4H, P)
     output = x.new_zeros(T, B, P)
     if cache:
@@ -288,8 +278,8 @@ def _run_forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, 
     r = x.new_empty(B, H) if proj else None  # (B, H) r_t before the projection
     BB, BH, BP = _block(B, MAX_BLOCK_B), _block(H, MAX_BLOCK_H), _block(P, MAX_BLOCK_P)
     grid = (triton.cdiv(B, BB), triton.cdiv(H, BH))
-    for t in _time_steps(T, reverse):
-        n = _active_rows(batch_sizes, t, B)
+    for t in time_steps(T, reverse):
+        n = active_rows(batch_sizes, t, B)
         step_cache = (gates[t], h_prev[t], c_prev[t], tanh_c[t]) if cache else (xw[t],) * 4
         _forward_step[grid](
             xw[t],
@@ -392,8 +382,8 @@ def backward(
     dh_next, dc_next = torch.empty_like(dh), torch.empty_like(dc)  # the other buffers
     BB, BH, BP = _block(B, MAX_BLOCK_B), _block(H, MAX_BLOCK_H), _block(P, MAX_BLOCK_P)
     grid = (triton.cdiv(B, BB), triton.cdiv(P, BP))
-    for t in reversed(_time_steps(T, reverse)):
-        n = _active_rows(batch_sizes, t, B)
+    for t in reversed(time_steps(T, reverse)):
+        n = active_rows(batch_sizes, t, B)
         if proj:
             assert weight_hr is not None and d_h_all is not None and dr is not None
             dh_t = dh[:n] + d_output[t, :n]  # (n, P) B6
