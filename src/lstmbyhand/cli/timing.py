@@ -70,25 +70,37 @@ def bench_row(row, device: torch.device, repeats: int, sample_ms: float) -> dict
     theirs = nn.LSTM(I, H, num_layers=L, device=device)
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(T, B, I, device=device)
+    return time_both(ours, theirs, lambda m: m(x)[0], torch.sum, device, repeats, sample_ms)
+
+
+def time_both(
+    ours: nn.Module,
+    theirs: nn.Module,
+    output: Callable[[nn.Module], torch.Tensor],
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    repeats: int,
+    sample_ms: float,
+) -> dict[str, float]:
+    """A training step (zero_grad, `output(model)`, `loss` of it, backward) and inference
+    (`output(model)` under no_grad) of both models, alternating; and their largest output difference."""
 
     def train_step(model):
         def step():
             model.zero_grad(set_to_none=True)
-            out, _ = model(x)
-            out.sum().backward()
+            loss(output(model)).backward()
 
         return step
 
     def infer(model):
         def run():
             with torch.no_grad():
-                model(x)
+                output(model)
 
         return run
 
     with torch.no_grad():  # same function before timing it
-        a, b = ours(x)[0], theirs(x)[0]
-    err = (a - b).abs().max().item()
+        err = (output(ours) - output(theirs)).abs().max().item()
     t_ours, t_theirs = compare(train_step(ours), train_step(theirs), device, repeats, sample_ms)
     i_ours, i_theirs = compare(infer(ours), infer(theirs), device, repeats, sample_ms)
     return {
@@ -133,31 +145,10 @@ def bench_cell(
     theirs.load_state_dict(ours.state_dict())
     x, target = torch.randn(2, 97, steps, dtype=torch.float64, device=device)
 
-    def train_step(model):
-        def step():
-            model.zero_grad(set_to_none=True)
-            nn.functional.mse_loss(model(x), target).backward()
+    def mse(y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(y, target)
 
-        return step
-
-    def infer(model):
-        def run():
-            with torch.no_grad():
-                model(x)
-
-        return run
-
-    with torch.no_grad():  # same function before timing it
-        err = (ours(x) - theirs(x)).abs().max().item()
-    t_ours, t_theirs = compare(train_step(ours), train_step(theirs), device, repeats, sample_ms)
-    i_ours, i_theirs = compare(infer(ours), infer(theirs), device, repeats, sample_ms)
-    return {
-        "train_ours": t_ours,
-        "train_torch": t_theirs,
-        "infer_ours": i_ours,
-        "infer_torch": i_theirs,
-        "max_abs_diff": err,
-    }
+    return time_both(ours, theirs, lambda m: m(x), mse, device, repeats, sample_ms)
 
 
 def bench_fit(epochs: int, repeats: int) -> dict[str, float]:
