@@ -29,9 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from lstmbyhand.nn import ops
+from lstmbyhand.nn import bptt, ops
 from lstmbyhand.nn.gates import DirectionWeights
-from lstmbyhand.nn.sequence import GateTrace, reference_sequence
+from lstmbyhand.nn.sequence import GateTrace, reference_sequence, variant_sequence
+from lstmbyhand.nn.variant_ops import variant_lstm_sequence
+from lstmbyhand.nn.variants import CellOptions, VariantWeights, cell_forward
 
 BACKENDS = ("bptt", "reference")  # hand-derived backward (default) | readable loop + autograd
 
@@ -127,6 +129,27 @@ class LSTM(nn.Module):
         proj_size: If ``> 0``, an LSTM with projections of this size. Default: 0
         device: where the parameters are created. Default: ``None`` (the default device)
         dtype: the parameters' dtype. Default: ``None`` (the default dtype)
+        peephole: keyword only. Gers & Schmidhuber's diagonal peepholes: c_{t-1} into i and f,
+            c_t into o (`weight_peephole`). Default: ``False``
+        coupled: keyword only. CIFG, f = 1 - i (the forget gate's rows of the weights are zero
+            and stay so). Default: ``False``
+        layer_norm: keyword only. Haste's LayerNormLSTM: LN on W x, on U h (gains
+            `ln_weight_ih`, `ln_weight_hh`; b_ih + b_hh their bias) and on c before its tanh
+            (`ln_weight_c`, `ln_bias_c`). Default: ``False``
+        forget_bias: keyword only. The forget gate's bias at initialization: b_ih's forget block
+            is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
+            unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
+        recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
+            it enters U h, in training only. Default: 0.0
+        zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
+            previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
+        ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
+            "input_activation", "output_activation"): the Odyssey paper's NIG (i = 1), NFG
+            (f = 1), NOG (o = 1), NIAF (g = z_g) and NOAF (h = o ⊙ c). A removed gate's rows of
+            the weights and biases are zero and stay so. Default: ``()``
+
+        The variants' equations, parameter names and refused combinations: docs/variants.md and
+        `lstmbyhand.nn.variants`. Masks come from torch's RNG, so ``torch.manual_seed`` repeats them.
 
     Inputs: input, (h_0, c_0)
         * **input**: tensor of shape :math:`(L, H_{in})` for unbatched input,
@@ -176,8 +199,13 @@ class LSTM(nn.Module):
             `(4*hidden_size)`
         weight_hr_l[k]: the learnable projection weights of layer k, of shape
             `(proj_size, hidden_size)`; only with ``proj_size > 0``
-        weight_*_l[k]_reverse, bias_*_l[k]_reverse: the same for the reverse direction; only with
-            ``bidirectional=True``
+        weight_peephole_l[k]: the peepholes `(p_i|p_f|p_o)` of layer k, of shape
+            `(3*hidden_size)`; only with ``peephole=True``
+        ln_weight_ih_l[k], ln_weight_hh_l[k]: the layer-norm gains of W x and U h of layer k, of
+            shape `(4*hidden_size)`; ln_weight_c_l[k], ln_bias_c_l[k]: gain and bias of the cell's
+            layer norm, of shape `(hidden_size)`; only with ``layer_norm=True``
+        weight_*_l[k]_reverse, bias_*_l[k]_reverse, ln_*_l[k]_reverse: the same for the reverse
+            direction; only with ``bidirectional=True``
         all_weights, _flat_weights, _flat_weights_names: the parameters (and their names) per
             layer direction and in one flat list, as nn.LSTM lists them; ``flatten_parameters()``
             is accepted and does nothing (nn.LSTM packs weights for cuDNN only)
@@ -213,9 +241,20 @@ class LSTM(nn.Module):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        peephole: bool = False,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        forget_bias: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        ablate: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         _check_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        self.options = CellOptions.of(
+            peephole, coupled, layer_norm, forget_bias, recurrent_dropout, zoneout, ablate
+        )
         self.mode = "LSTM"
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -243,6 +282,7 @@ class LSTM(nn.Module):
                     shapes |= {"bias_ih": (4 * H,), "bias_hh": (4 * H,)}
                 if proj_size > 0:
                     shapes["weight_hr"] = (P, H)
+                shapes |= self.options.variant.extra_shapes(H)
                 for name, shape in shapes.items():
                     self.register_parameter(
                         name + suffix, nn.Parameter(torch.empty(shape, **factory))
@@ -257,6 +297,10 @@ class LSTM(nn.Module):
 
     def reset_parameters(self) -> None:
         _uniform_init(self, self.hidden_size)
+        for names in self._all_weights:
+            suffix = names[0][len("weight_ih") :]
+            by_role = {name[: -len(suffix)]: getattr(self, name) for name in names}
+            self.options.initialize(by_role, self.hidden_size)
 
     @property
     def _flat_weights(self) -> list[Tensor | None]:
@@ -283,7 +327,8 @@ class LSTM(nn.Module):
             "bidirectional": self.bidirectional is not False,
         }
         text = f"{self.input_size}, {self.hidden_size}"
-        return text + "".join(f", {k}={getattr(self, k)}" for k, show in shown.items() if show)
+        text += "".join(f", {k}={getattr(self, k)}" for k, show in shown.items() if show)
+        return text + "".join(f", {k}={v!r}" for k, v in self.options.non_defaults().items())
 
     def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
         """The parameters of one layer direction, by role (bias and projection may be None)."""
@@ -316,7 +361,15 @@ class LSTM(nn.Module):
         return ours
 
     def to_torch(self) -> nn.LSTM:
-        """A torch.nn.LSTM with the same configuration and a copy of these weights."""
+        """A torch.nn.LSTM with the same configuration and a copy of these weights (refused for a
+        variant nn.LSTM has no form of: peepholes, coupled gates, layer norm, ablations, recurrent
+        dropout, zoneout; a forget_bias is only an initialization and converts)."""
+        if not self.options.plain:
+            given = {k: v for k, v in self.options.non_defaults().items() if k != "forget_bias"}
+            raise ValueError(
+                "to_torch: expected a cell torch.nn.LSTM can express (no variant options), got "
+                + ", ".join(f"{k}={v!r}" for k, v in given.items())
+            )
         weight = self.get_parameter("weight_ih_l0")
         theirs = nn.LSTM(**self._config(self), device=weight.device, dtype=weight.dtype)
         theirs.load_state_dict(self.state_dict())
@@ -382,7 +435,15 @@ class LSTM(nn.Module):
                 k = layer * self.num_directions + direction
                 w = self.direction_weights(layer, direction)
                 reverse = direction == 1
-                if record:
+                if not self.options.plain:
+                    out, h, c, trace = self._variant_direction(
+                        layer_input, h0[k], c0[k], layer, direction, batch_sizes, record
+                    )
+                    if trace is not None:
+                        layer_traces.append(
+                            trace if unsorted_idx is None else trace.select_batch(unsorted_idx)
+                        )
+                elif record:
                     out, h, c, trace = reference_sequence(
                         layer_input, h0[k], c0[k], *w, batch_sizes, reverse, record=True
                     )
@@ -413,6 +474,24 @@ class LSTM(nn.Module):
         elif self.batch_first:
             output = layer_input.transpose(0, 1)
         return output, (h_n, c_n), traces
+
+    def _variant_direction(
+        self, x: Tensor, h0: Tensor, c0: Tensor, layer: int, direction: int,
+        batch_sizes: Tensor | None, record: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, GateTrace | None]:  # fmt: skip
+        """One layer direction of a variant cell, with this call's masks (drawn here, in order:
+        layer by layer, direction by direction)."""
+        w = self.direction_weights(layer, direction)
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        extras = [self._parameters.get(name + suffix) for name in VariantWeights._fields[4:]]
+        bias = bptt.combined_bias(w.bias_ih, w.bias_hh)
+        weights = VariantWeights(w.weight_ih, w.weight_hh, bias, w.weight_hr, *extras)
+        T, B, _ = x.shape
+        masks = self.options.masks(x, T, B, c0.shape[1], h0.shape[1], self.training)
+        v, reverse = self.options.variant, direction == 1
+        if record or self.backend == "reference":
+            return variant_sequence(x, h0, c0, weights, v, masks, batch_sizes, reverse, record)
+        return *variant_lstm_sequence(x, h0, c0, weights, v, masks, batch_sizes, reverse), None
 
     def _check_input(self, x: Tensor) -> None:
         """nn.LSTM's checks of the input x (T, B, I), in its order, with its types and texts."""
@@ -558,6 +637,27 @@ class LSTMCell(nn.Module):
             Default: ``True``
         device: where the parameters are created. Default: ``None`` (the default device)
         dtype: the parameters' dtype. Default: ``None`` (the default dtype)
+        peephole: keyword only. Gers & Schmidhuber's diagonal peepholes: c_{t-1} into i and f,
+            c_t into o (`weight_peephole`). Default: ``False``
+        coupled: keyword only. CIFG, f = 1 - i (the forget gate's rows of the weights are zero
+            and stay so). Default: ``False``
+        layer_norm: keyword only. Haste's LayerNormLSTM: LN on W x, on U h (gains
+            `ln_weight_ih`, `ln_weight_hh`; b_ih + b_hh their bias) and on c before its tanh
+            (`ln_weight_c`, `ln_bias_c`). Default: ``False``
+        forget_bias: keyword only. The forget gate's bias at initialization: b_ih's forget block
+            is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
+            unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
+        recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
+            it enters U h, in training only. Default: 0.0
+        zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
+            previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
+        ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
+            "input_activation", "output_activation"): the Odyssey paper's NIG (i = 1), NFG
+            (f = 1), NOG (o = 1), NIAF (g = z_g) and NOAF (h = o ⊙ c). A removed gate's rows of
+            the weights and biases are zero and stay so. Default: ``()``
+
+        The variants' equations, parameter names and refused combinations: docs/variants.md and
+        `lstmbyhand.nn.variants`. Masks come from torch's RNG, so ``torch.manual_seed`` repeats them.
 
     Inputs: input, (h_0, c_0)
         - **input** of shape :math:`(N, H_{in})` or :math:`(H_{in})`: the input features
@@ -619,24 +719,45 @@ class LSTMCell(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        peephole: bool = False,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        forget_bias: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        ablate: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.options = CellOptions.of(
+            peephole, coupled, layer_norm, forget_bias, recurrent_dropout, zoneout, ablate
+        )
+        self._recurrent_mask: Tensor | None = None  # (N, H), kept for a sequence
         # nn.LSTMCell checks nothing here: torch.empty refuses what it refuses, with its texts
         self.weight_ih = nn.Parameter(torch.empty((4 * hidden_size, input_size), **factory))
         self.weight_hh = nn.Parameter(torch.empty((4 * hidden_size, hidden_size), **factory))
         for name in ("bias_ih", "bias_hh"):
             bias_vector = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
             self.register_parameter(name, bias_vector)
+        for name, shape in self.options.variant.extra_shapes(hidden_size).items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _uniform_init(self, self.hidden_size)
+        present = {k: v for k, v in self._parameters.items() if v is not None}
+        self.options.initialize(present, self.hidden_size)
+
+    def reset_recurrent_dropout(self) -> None:
+        """Start a new sequence: the next step draws a new recurrent dropout mask."""
+        self._recurrent_mask = None
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
-        return text if self.bias is True else text + f", bias={self.bias}"
+        text = text if self.bias is True else text + f", bias={self.bias}"
+        return text + "".join(f", {k}={v!r}" for k, v in self.options.non_defaults().items())
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -656,8 +777,32 @@ class LSTMCell(nn.Module):
         if hx is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)  # (N, H)
             hx = (zeros, zeros)
+            self._recurrent_mask = None  # a new sequence
         elif not batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         _check_cell_state(x, hx, self.weight_ih, self.weight_hh)
-        h, c = cell_step(x, *hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if self.options.plain:
+            h, c = cell_step(x, *hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        else:
+            h, c = self._variant_step(x, *hx)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+    def _variant_step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of a variant cell (`variants.cell_forward`, autograd), with its masks: zoneout's
+        drawn at every step, the recurrent dropout mask kept for the sequence."""
+        N, H = x.shape[0], self.hidden_size
+        masks = self.options.masks(x, 1, N, H, H, self.training)
+        m = masks.recurrent
+        if m is not None:
+            kept = self._recurrent_mask
+            if kept is None or kept.shape != m.shape or kept.dtype != m.dtype:
+                self._recurrent_mask = kept = m
+            m = kept
+        bias = bptt.combined_bias(self.bias_ih, self.bias_hh)
+        extras = [self._parameters.get(name) for name in VariantWeights._fields[4:]]
+        w = VariantWeights(self.weight_ih, self.weight_hh, bias, None, *extras)
+        zeta_c, zeta_h = (None if z is None else z[0] for z in masks[1:])
+        h_t, c_t, _ = cell_forward(
+            self.options.variant, w, x @ self.weight_ih.T, h, c, m, zeta_c, zeta_h
+        )
+        return h_t, c_t
