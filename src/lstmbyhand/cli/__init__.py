@@ -7,6 +7,7 @@
     lstmbyhand backtest DATA.csv --target COL --folds K   rolling origins, each fold trained afresh
     lstmbyhand forecast RUN --data CSV --steps N    forecast past the end of the data
     lstmbyhand inspect RUN --data CSV               gate heatmaps over the last window
+    lstmbyhand odyssey [--seeds N] [--out DIR]      the eight LSTM variants of Greff et al. 2017, compared
 
 Each subcommand lives in its own module and registers itself through `add_parser(subparsers)`;
 user mistakes become one line on stderr and exit code 2 (`UserError`), argparse's included. Flags
@@ -38,11 +39,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lstmbyhand.cli import backtest, bench, demo, evaluate, forecast, inspect, train
+    from lstmbyhand.cli import backtest, bench, demo, evaluate, forecast, inspect, odyssey, train
 
     parser = Parser(prog="lstmbyhand", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, bench, train, evaluate, backtest, forecast, inspect):
+    for module in (demo, bench, train, evaluate, backtest, forecast, inspect, odyssey):
         module.add_parser(sub)
     return parser
 
