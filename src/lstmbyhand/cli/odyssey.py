@@ -38,11 +38,11 @@ WRITTEN_BY = "lstmbyhand odyssey"
 RESULTS, PLOT = "results.json", "odyssey.png"
 ALL_VARIANTS = "V,NIG,NFG,NOG,NIAF,NOAF,NP,CIFG"
 SETTING_FLAGS = {  # flag -> (Settings field, type, help)
-    "--epochs": ("epochs", int, "passes over the training windows (default 30)"),
+    "--epochs": ("epochs", int, "passes over the training windows (default 20)"),
     "--hidden": ("hidden", int, "LSTM hidden size H (default 32)"),
     "--context": ("context", int, "months in a sequence (default 144)"),
     "--horizon": ("horizon", int, "months forecast at every step (default 24)"),
-    "--stride": ("stride", int, "months between training windows (default 6)"),
+    "--stride": ("stride", int, "months between training windows (default 12)"),
     "--batch": ("batch", int, "windows in a batch (default 32)"),
     "--lr": ("lr", float, "Adam's learning rate (default 0.01)"),
 }

@@ -82,9 +82,9 @@ class Settings:
     hidden: int = 32  # H
     context: int = 144  # months a sequence holds (12 years, one cycle and a bit)
     horizon: int = 24  # K: months forecast at every step
-    stride: int = 6  # months between the starts of two training windows
+    stride: int = 12  # months between the starts of two training windows
     test_years: int = 60  # the last 60 years (1949-2008) are the test span
-    epochs: int = 30
+    epochs: int = 20
     batch: int = 32
     lr: float = 0.01  # Adam
     clip: float = 1.0  # gradient norm
