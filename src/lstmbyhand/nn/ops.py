@@ -458,6 +458,11 @@ def lstm_sequence(
     bias = bptt.combined_bias(bias_ih, bias_hh)
     args = _autocast([x, h0, c0, weight_ih, weight_hh, bias, weight_hr], x)
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        from lstmbyhand.nn import onnx  # here: it imports torch._dynamo (seconds)
+
+        if onnx.exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
+            return onnx.lstm_node(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
+                                  batch_sizes, reverse)  # fmt: skip
         # one node in both grad modes (trace's check reruns under no_grad); dynamo cannot trace
         # `Direction`, whose backward is itself a Function
         return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
