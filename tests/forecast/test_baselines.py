@@ -16,7 +16,7 @@ import pytest
 from statsforecast import StatsForecast
 from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
-from lstmbyhand.forecast.baselines import Statistical, combine
+from lstmbyhand.forecast.baselines import Statistical, adopt, combine, stored
 from lstmbyhand.forecast.config import TrainSettings
 from lstmbyhand.forecast.evaluate import evaluate, predict
 from lstmbyhand.forecast.model import Forecaster
@@ -134,3 +134,60 @@ def test_too_short_a_history_gives_no_forecast(airline_fit):
     values, stat = airline_fit
     assert stat.forecast("AutoARIMA", values[:5], 1) is None  # a seasonal ARIMA needs > 12
     assert stat.forecast("AutoARIMA", values[:40], 1).shape == (1,)
+
+
+# --- what a run stores: the same numbers without a fit ---------------------------------------
+
+
+def test_evaluate_with_stored_forecasts_equals_evaluate_refitting(airline_h3):
+    """The forecasts `train` stores (`stored`) given to freshly prepared data (`adopt`): evaluate
+    gives the very numbers of evaluate with the models fitted, and fits nothing."""
+    s, prep, sf, y = airline_h3
+    model = Forecaster(s.model).eval()
+    refitting = evaluate(model, prep, 12)  # the fixture's models: fitted on train + validation
+    fresh = prepare(s, prep.series)
+    adopt(stored([prep]), [fresh])
+    assert evaluate(model, fresh, 12) == refitting
+    assert fresh.statistical.fitted == {}  # no model fitted: statsforecast not even needed
+    for name, f in sf.items():  # and statsforecast's own numbers
+        assert refitting["metrics"][name]["mae"] == pytest.approx(np.abs(y - f).mean(), rel=1e-9)
+
+
+def test_histories_not_stored_are_forecast_by_the_fitted_model(airline_h3):
+    """Recursive at horizon 3: from the second step on, the histories hold the network's own
+    forecasts, which no run stored; those are made by the model, fitted then, and agree. (On
+    AutoTheta alone: the fastest fit.)"""
+    s, prep, sf, y = airline_h3
+    s = replace(s, multistep="recursive", base="AutoTheta")
+    first = prepare(s, prep.series)
+    saved = stored([first])  # the baselines' forecasts from the test origins: real histories
+    model = Forecaster(s.model).eval()
+    want = predict(model, first, first.series.values, first.origins["test"])  # (K, 3)
+    fresh = prepare(s, prep.series)
+    adopt(saved, [fresh])
+    got = predict(model, fresh, fresh.series.values, fresh.origins["test"])
+    np.testing.assert_array_equal(got, want)
+    assert set(fresh.statistical.fitted) == {"AutoTheta"}
+
+
+def test_stored_forecasts_belong_to_one_fit(airline_fit):
+    """Forecasts from another fit (other values, another season) are never taken."""
+    values, stat = airline_fit
+    stat.at(values, np.array([99, 100]), 2, ("AutoTheta",))
+    saved = stored([_member(stat, values)])
+    for other in (Statistical(values[:100], 4), Statistical(values[1:101], 12)):
+        adopt(saved, [_member(other, values)])
+        assert other.known == {}
+    same = Statistical(values[:100], 12)
+    adopt(saved, [_member(same, values)])
+    np.testing.assert_array_equal(
+        same.at(values, np.array([99, 100]), 2, ("AutoTheta",))["AutoTheta"],
+        stat.at(values, np.array([99, 100]), 2, ("AutoTheta",))["AutoTheta"],
+    )
+    assert same.fitted == {}
+
+
+def _member(stat: Statistical, values: np.ndarray):
+    """The parts of a prepared series that `stored` and `adopt` read (no test part)."""
+    return type("Member", (), {"statistical": stat, "origins": {}, "horizon": 1,
+                               "series": type("S", (), {"values": values})})()  # fmt: skip

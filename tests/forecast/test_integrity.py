@@ -190,6 +190,46 @@ def test_no_single_byte_edit_is_accepted(runs, which, where, flip):
         (runs / "a" / which).write_bytes(original)
 
 
+@pytest.fixture(scope="module")
+def based(tmp_path_factory):
+    """A run with the default statistical base: it stores the models' forecasts."""
+    root = tmp_path_factory.mktemp("based")
+    args = train_args(root, root / "run")
+    args[args.index("--base") + 1] = "median"
+    assert main(args) == 0
+    assert (root / "run" / rundir.FORECASTS).is_file()
+    return root / "run"
+
+
+def test_no_single_byte_edit_of_the_statistical_forecasts_is_accepted(based):
+    path = based / rundir.FORECASTS
+    original = path.read_bytes()
+    assert RunDir(based).read_statistical() is not None
+    rng = random.Random(0)
+    try:
+        for at in sorted(rng.sample(range(len(original)), 300)):
+            edited = bytearray(original)
+            edited[at] ^= rng.randint(1, 255)
+            path.write_bytes(bytes(edited))
+            with pytest.raises(UserError, match="statistical forecasts"):
+                RunDir(based).read_statistical()
+    finally:
+        path.write_bytes(original)
+
+
+def test_statistical_forecasts_of_another_run_or_layout_are_refused(based, run, tmp_path, capsys):
+    shutil.copy(based / rundir.FORECASTS, run / rundir.FORECASTS)  # into a run of another id
+    refused(capsys, ["evaluate", str(run), "--json"], "belongs to another run", rundir.FORECASTS)
+    copy = tmp_path / "based"
+    shutil.copytree(based, copy)
+    _resign(
+        copy / rundir.FORECASTS,
+        copy,
+        lambda t, m: ({**t, "0.AutoETS.9": t[next(iter(t))].clone()}, m),
+    )
+    refused(capsys, ["evaluate", str(copy), "--json"], "layout", rundir.FORECASTS)
+
+
 def test_edited_metrics_are_refused_on_resume(runs, run, capsys):
     metrics = run / "metrics.csv"
     data = bytearray(metrics.read_bytes())

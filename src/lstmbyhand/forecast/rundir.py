@@ -13,6 +13,9 @@
       loss.png             train and validation loss per epoch
       refit.safetensors    after `train --refit`: the weights refit on the whole series (refit.py)
       refit-state.safetensors  the refit's resumable state
+      statistical.safetensors  the statistical models' forecasts `train` made and `evaluate` asks
+                           for, keyed by fit and history (baselines.py `stored`): so `evaluate`
+                           neither imports statsforecast nor refits; absent with `--base none`
 
 Every file is written atomically (`files.atomic_write`): a crash at any moment leaves either the old
 file or the new one. Integrity covers every byte a later command reads:
@@ -41,12 +44,14 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.baselines import check_stored
 from lstmbyhand.forecast.config import RUN_FORMAT
 from lstmbyhand.forecast.files import atomic_write, remove_stale_temporaries, write_error
 
@@ -59,7 +64,8 @@ METRICS = "metrics.csv"
 LOSS_PLOT = "loss.png"
 REFIT = "refit.safetensors"
 REFIT_STATE = "refit-state.safetensors"
-RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT, REFIT, REFIT_STATE)
+FORECASTS = "statistical.safetensors"
+RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT, REFIT, REFIT_STATE, FORECASTS)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 FIX = "retrain, or restore the file from a backup"
 
@@ -377,6 +383,31 @@ class RunDir:
 
     def read_refit_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         return load_tensors(self.file(REFIT_STATE), "refit state", self.run_id)
+
+    def write_statistical(self, saved: tuple[dict[str, np.ndarray], dict]) -> None:
+        """The statistical forecasts `baselines.stored` returns; nothing when there are none."""
+        arrays, meta = saved
+        if arrays:
+            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+            save_tensors(self.file(FORECASTS), tensors, meta, self.run_id)
+
+    def read_statistical(self) -> tuple[dict[str, np.ndarray], dict] | None:
+        """The stored statistical forecasts, checked (integrity, run id, layout); None when the
+        run has none (then they are computed again, the same numbers)."""
+        if not self.file(FORECASTS).is_file():
+            return None
+        tensors, meta = load_tensors(self.file(FORECASTS), "statistical forecasts", self.run_id)
+        arrays = {k: v.numpy() for k, v in tensors.items() if v.dtype == torch.float64}
+        try:
+            if len(arrays) != len(tensors):
+                raise ValueError("expected float64 forecasts")
+            check_stored(arrays, meta)
+        except ValueError:
+            raise UserError(
+                f"statistical forecasts {self.file(FORECASTS)} do not have the layout lstmbyhand "
+                f"writes; delete the file (evaluate then computes them again), or {FIX}"
+            ) from None
+        return arrays, meta
 
     # --- metrics ------------------------------------------------------------------------------
     def write_metrics(self, rows: list[dict]) -> None:
