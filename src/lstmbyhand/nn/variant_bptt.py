@@ -172,8 +172,12 @@ def kernels_for(x: Tensor) -> ModuleType:
 
 
 class _Compiled:
-    """The compiled extension's variant kernels under this module's names."""
+    """The compiled extension's variant kernels under this module's names (its backward takes the
+    cache as one list)."""
 
     def __init__(self, module: ModuleType) -> None:
         self.forward = module.variant_forward
-        self.backward = module.variant_backward
+        self._backward = module.variant_backward
+
+    def backward(self, *args):
+        return self._backward(*args[:17], list(args[17:]))

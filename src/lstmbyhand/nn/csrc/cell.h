@@ -189,4 +189,138 @@ inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restric
   }
 }
 
+// ---- the variants (variants.py's declaration, line for line; its labels and names) -------------
+// One row of a variant step, F2-F4 forward and B4-B2 backward, each line beside its derivative's
+// label. Every option is a loop-invariant bool: both sides of a choice are computed and one is kept,
+// so GCC still vectorizes the loops. An option that is off reads a neutral buffer instead (peepholes
+// 0, layer-norm gain 1 and bias 0, zoneout ζ 0), so no pointer is ever null.
+
+// Variant.flags (variants.py): PEEPHOLE, COUPLED, LAYER_NORM, then the five ablations.
+struct VariantFlags {
+  bool peephole, coupled, layer_norm, no_i, no_f, no_o, no_g_act, no_c_act;
+  bool zoned_c = false, zoned_h = false;  // zoneout masks given (set by the sequence kernels)
+  explicit VariantFlags(int64_t bits)
+      : peephole(bits & 1), coupled(bits & 2), layer_norm(bits & 4), no_i(bits & 8),
+        no_f(bits & 16), no_o(bits & 32), no_g_act(bits & 64), no_c_act(bits & 128) {}
+};
+
+constexpr double kLayerNormEps = 1e-5;  // variants.LN_EPS
+
+// LN(a) = (a - mean a) / std a over n values (population variance, as torch): xhat (n), returns 1/std.
+template <typename T>
+inline T layer_norm_row(int64_t n, const T* __restrict__ a, T* __restrict__ xhat) {
+  T mean = 0, var = 0;
+  for (int64_t k = 0; k < n; ++k) mean += a[k];
+  mean /= T(n);
+  for (int64_t k = 0; k < n; ++k) var += (a[k] - mean) * (a[k] - mean);
+  const T rstd = T(1) / std::sqrt(var / T(n) + T(kLayerNormEps));
+  for (int64_t k = 0; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
+  return rstd;
+}
+
+// LN'(dy) in place: d (n) holds dy and gets (dy - mean dy - xhat mean(dy xhat)) / std.
+template <typename T>
+inline void layer_norm_backward_row(int64_t n, T* __restrict__ d, const T* __restrict__ xhat, T rstd) {
+  T mean_d = 0, mean_dx = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    mean_d += d[k];
+    mean_dx += d[k] * xhat[k];
+  }
+  mean_d /= T(n);
+  mean_dx /= T(n);
+  for (int64_t k = 0; k < n; ++k) d[k] = (d[k] - mean_d - xhat[k] * mean_dx) * rstd;
+}
+
+// The forward of one row. z: the 4H pre-activations (F1 done, bias included, no peepholes); p: the
+// peepholes p_i | p_f | p_o (3H); zc: ζ_c (H); ln_w, ln_b: γ_c, β_c (H); c: c_{t-1} in, c_t out.
+// Writes the cache row (a: gates i | f | g | o; cp: c_{t-1}; ct: c_t; act: a; chat: LN(c_t) and
+// *rstd_c with layer_norm) and r = o ⊙ a (H).
+template <typename T>
+inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __restrict__ z,
+                                 const T* __restrict__ p, const T* __restrict__ zc,
+                                 const T* __restrict__ ln_w, const T* __restrict__ ln_b,
+                                 T* __restrict__ c, T* __restrict__ a, T* __restrict__ cp,
+                                 T* __restrict__ ct, T* __restrict__ act, T* __restrict__ chat,
+                                 T* __restrict__ rstd_c, T* __restrict__ r) {
+  const bool no_i = v.no_i, no_f = v.no_f, coupled = v.coupled, no_g = v.no_g_act,
+             zoned = v.zoned_c, no_o = v.no_o, no_a = v.no_c_act, ln = v.layer_norm;
+#pragma GCC ivdep
+  for (int64_t k = 0; k < H; ++k) {
+    const T c_prev = c[k];
+    const T i = no_i ? T(1) : sigmoid(z[k] + p[k] * c_prev);  // F2 (peephole p_i; NIG)
+    const T f_own = sigmoid(z[H + k] + p[H + k] * c_prev);  // F2 (peephole p_f)
+    const T f = coupled ? T(1) - i : (no_f ? T(1) : f_own);  // F2 (CIFG; NFG)
+    const T g = no_g ? z[2 * H + k] : tanh_act(z[2 * H + k]);  // F2 (NIAF)
+    const T c_new = f * c_prev + i * g;  // F3
+    const T c_t = zoned ? zc[k] * c_prev + (T(1) - zc[k]) * c_new : c_new;  // F3: zoneout
+    a[k] = i;
+    a[H + k] = f;
+    a[2 * H + k] = g;
+    cp[k] = c_prev;
+    ct[k] = c_t;
+    c[k] = c_t;
+  }
+  if (ln) *rstd_c = layer_norm_row(H, ct, chat);  // F4: LN(c_t)
+#pragma GCC ivdep
+  for (int64_t k = 0; k < H; ++k) {
+    const T o = no_o ? T(1) : sigmoid(z[3 * H + k] + p[2 * H + k] * ct[k]);  // F4 (peephole p_o; NOG)
+    const T s = ln ? chat[k] * ln_w[k] + ln_b[k] : ct[k];  // F4 (layer_norm)
+    const T a_k = no_a ? s : tanh_act(s);  // F4 (NOAF)
+    a[3 * H + k] = o;
+    act[k] = a_k;
+    r[k] = o * a_k;  // F4
+  }
+}
+
+// The backward of one row, B4-B2: from the cache row (a, cp, ct, act, chat, rstd_c), p, zc, ln_w and
+// dr (H), dz (4H) and dc: dc_t's later part in, dc_{t-1} out; sums db (4H), dp (3H), dln_w, dln_b
+// (H); ds (H) is scratch.
+template <typename T>
+inline void variant_cell_backward(int64_t H, const VariantFlags& v, const T* __restrict__ a,
+                                  const T* __restrict__ cp, const T* __restrict__ ct,
+                                  const T* __restrict__ act, const T* __restrict__ chat, T rstd_c,
+                                  const T* __restrict__ p, const T* __restrict__ zc,
+                                  const T* __restrict__ ln_w, const T* __restrict__ dr,
+                                  T* __restrict__ dc, T* __restrict__ dz, T* __restrict__ db,
+                                  T* __restrict__ dp, T* __restrict__ dln_w, T* __restrict__ dln_b,
+                                  T* __restrict__ ds) {
+  const bool no_i = v.no_i, no_f = v.no_f || v.coupled, coupled = v.coupled, no_g = v.no_g_act,
+             zoned = v.zoned_c, no_o = v.no_o, no_a = v.no_c_act, ln = v.layer_norm;
+#pragma GCC ivdep
+  for (int64_t k = 0; k < H; ++k) {
+    const T o = a[3 * H + k], a_k = act[k];
+    const T d = no_a ? dr[k] * o : dr[k] * o * (T(1) - a_k * a_k);  // B4 (NOAF)
+    dln_w[k] += d * chat[k];  // B4: dγ_c (layer_norm)
+    dln_b[k] += d;  // B4: dβ_c
+    ds[k] = ln ? d * ln_w[k] : d;
+  }
+  if (ln) layer_norm_backward_row(H, ds, chat, rstd_c);  // B4: LN'
+#pragma GCC ivdep
+  for (int64_t k = 0; k < H; ++k) {
+    const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
+    const T d_o = dr[k] * act[k];  // B4
+    const T dz_o = no_o ? T(0) : d_o * o * (T(1) - o);  // B4 (NOG)
+    const T dc_t = dc[k] + ds[k] + dz_o * p[2 * H + k];  // B4 (peephole p_o)
+    dp[2 * H + k] += dz_o * ct[k];  // B4: dp_o
+    const T dc_hat = zoned ? (T(1) - zc[k]) * dc_t : dc_t;  // B3: zoneout
+    const T di_own = dc_hat * g, df = dc_hat * cp[k], dg = dc_hat * i;  // B3
+    const T di = coupled ? di_own - df : di_own;  // B3: f = 1 - i
+    const T dz_i = no_i ? T(0) : di * i * (T(1) - i);  // B2 (NIG)
+    const T dz_f = no_f ? T(0) : df * f * (T(1) - f);  // B2 (NFG, CIFG)
+    const T dz_g = no_g ? dg : dg * (T(1) - g * g);  // B2 (NIAF)
+    const T keep = zoned ? zc[k] * dc_t : T(0);
+    dc[k] = keep + dc_hat * f + dz_i * p[k] + dz_f * p[H + k];  // B3, B2 (peepholes)
+    dp[k] += dz_i * cp[k];  // B2: dp_i
+    dp[H + k] += dz_f * cp[k];  // B2: dp_f
+    dz[k] = dz_i;
+    dz[H + k] = dz_f;
+    dz[2 * H + k] = dz_g;
+    dz[3 * H + k] = dz_o;
+    db[k] += dz_i;  // B1: db = Σ dz
+    db[H + k] += dz_f;
+    db[2 * H + k] += dz_g;
+    db[3 * H + k] += dz_o;
+  }
+}
+
 }  // namespace lstmbyhand

@@ -82,4 +82,35 @@ std::tuple<at::Tensor, int64_t> fit_adam(const std::vector<at::Tensor>& xs,
                                          double lr, double beta1, double beta2, double eps,
                                          int64_t max_epoch, double tol, int64_t patience);
 
+// A variant cell (variants.py, variant_bptt.py) over one layer direction: F1-F6 with the cache.
+//   x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse: as forward;
+//   weight_peephole (3H,), ln_weight_ih (G,), ln_weight_hh (G,), ln_weight_c (H,), ln_bias_c (H,):
+//   None where the variant has none; recurrent_mask (B, P), zone_c (T, B, H), zone_h (T, B, P): the
+//   regularizers' masks or None; flags: Variant.flags.
+// Returns output (T, B, P), h_n, c_n and the cache in variant_bptt.CACHE's order: gates (T, B, G),
+// h_in (T, B, P), c_prev, c_t, act (T, B, H), xhat_x (T, B, G), rstd_x (T, B, 1), xhat_h (T, B, G),
+// rstd_h (T, B, 1), chat (T, B, H), rstd_c (T, B, 1) (the last six empty without layer norm).
+std::vector<at::Tensor> variant_forward(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias,
+    const c10::optional<at::Tensor>& weight_hr, const c10::optional<at::Tensor>& weight_peephole,
+    const c10::optional<at::Tensor>& ln_weight_ih, const c10::optional<at::Tensor>& ln_weight_hh,
+    const c10::optional<at::Tensor>& ln_weight_c, const c10::optional<at::Tensor>& ln_bias_c,
+    const c10::optional<at::Tensor>& recurrent_mask, const c10::optional<at::Tensor>& zone_c,
+    const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
+    bool reverse, int64_t flags);
+
+// B6-B1 of variant_forward (arguments as there, cache: its eleven cache tensors). Returns dx, dh0,
+// dc0, dW_ih, dW_hh, db, dW_hr, d_peephole, d_ln_weight_ih, d_ln_weight_hh, d_ln_weight_c,
+// d_ln_bias_c (empty tensors for absent parameters).
+std::vector<at::Tensor> variant_backward(
+    const at::Tensor& d_output, const at::Tensor& d_hn, const at::Tensor& d_cn, const at::Tensor& x,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const c10::optional<at::Tensor>& weight_hr, const c10::optional<at::Tensor>& weight_peephole,
+    const c10::optional<at::Tensor>& ln_weight_ih, const c10::optional<at::Tensor>& ln_weight_hh,
+    const c10::optional<at::Tensor>& ln_weight_c, const c10::optional<at::Tensor>& recurrent_mask,
+    const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
+    const std::vector<at::Tensor>& cache);
+
 }  // namespace lstmbyhand

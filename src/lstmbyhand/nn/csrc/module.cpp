@@ -1,5 +1,6 @@
 // lstmbyhand.nn._C: binds kernels.h (the compiled twins of bptt.forward, bptt.forward_inference and
-// bptt.backward, and fit_adam, the training loop of a tiny model in one call) to Python; nothing else.
+// bptt.backward, their variant twins, and fit_adam, the training loop of a tiny model in one call)
+// to Python; nothing else.
 #include <torch/csrc/utils/pybind.h>
 
 #include "kernels.h"
@@ -22,6 +23,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("d_hn"), py::arg("d_cn"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"),
         py::arg("weight_hr"), py::arg("batch_sizes"), py::arg("reverse"), py::arg("gates"),
         py::arg("h_prev"), py::arg("c_prev"), py::arg("tanh_c"), py::arg("need_dx") = true);
+  m.def("variant_forward", &lstmbyhand::variant_forward,
+        "A variant cell's F1-F6 with the cache (variant_bptt.forward)", py::arg("x"), py::arg("h0"),
+        py::arg("c0"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias"),
+        py::arg("weight_hr"), py::arg("weight_peephole"), py::arg("ln_weight_ih"),
+        py::arg("ln_weight_hh"), py::arg("ln_weight_c"), py::arg("ln_bias_c"),
+        py::arg("recurrent_mask"), py::arg("zone_c"), py::arg("zone_h"), py::arg("batch_sizes"),
+        py::arg("reverse"), py::arg("flags"));
+  m.def("variant_backward", &lstmbyhand::variant_backward,
+        "A variant cell's B6-B1 (variant_bptt.backward; the cache as one list)", py::arg("d_output"),
+        py::arg("d_hn"), py::arg("d_cn"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"),
+        py::arg("weight_hr"), py::arg("weight_peephole"), py::arg("ln_weight_ih"),
+        py::arg("ln_weight_hh"), py::arg("ln_weight_c"), py::arg("recurrent_mask"),
+        py::arg("zone_c"), py::arg("zone_h"), py::arg("batch_sizes"), py::arg("reverse"),
+        py::arg("flags"), py::arg("cache"));
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
         " returns (epoch losses float64, final step). See LSTMbyHand._fit_native in seed.py.",

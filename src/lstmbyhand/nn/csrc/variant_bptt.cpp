@@ -1,0 +1,347 @@
+// The compiled twin of variant_bptt.py's forward and backward: a variant cell (variants.py: its
+// equations, F1-F6 and B6-B1) over one layer direction. Same arguments, results and cache as the
+// PyTorch ops (kernels.h). The pointwise rows are cell.h's variant_cell_forward / _backward.
+//
+// F1 runs as two products, because layer norm normalizes W x_t and U h_{t-1} apart: W x_t for all
+// steps in one GEMM before the loop (normalized there, row by row, with layer_norm), U h_in per step.
+// The batch rows are split into groups, one per thread, as in bptt.cpp (sequence.h).
+#include "blas.h"
+#include "cell.h"
+#include "kernels.h"
+#include "sequence.h"
+#include "workspace.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
+
+#include <vector>
+
+namespace lstmbyhand {
+
+namespace {
+
+// An optional argument as a contiguous tensor of x's dtype, or `fallback` (a neutral buffer).
+at::Tensor or_neutral(const c10::optional<at::Tensor>& t, const at::Tensor& x, const char* name,
+                      const at::Tensor& fallback) {
+  return t.has_value() ? checked(*t, x, name) : fallback;
+}
+
+template <typename T>
+std::vector<at::Tensor> variant_forward_impl(
+    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih_in,
+    const at::Tensor& w_hh_in, const c10::optional<at::Tensor>& bias_in,
+    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
+    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
+    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& ln_c_b,
+    const c10::optional<at::Tensor>& rec_mask, const c10::optional<at::Tensor>& zone_c,
+    const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
+    bool reverse, int64_t flags) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t H = c0.size(1), P = h0.size(1), G = 4 * H, TB = T_ * B;
+  VariantFlags v(flags);
+  v.zoned_c = zone_c.has_value();
+  v.zoned_h = zone_h.has_value();
+  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
+  const bool masked = rec_mask.has_value();
+  const auto opts = x.options();
+  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
+  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
+  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
+  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
+  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
+  const at::Tensor bias = or_neutral(bias_in, x, "bias", zeros_g);  // (G,)
+  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);  // (3H,) used
+  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);  // (G,)
+  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);  // (G,)
+  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);  // (H,) used
+  const at::Tensor b_c = or_neutral(ln_c_b, x, "ln_bias_c", zeros_g);  // (H,) used
+  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();  // (B, P)
+  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : at::zeros({T_, B, H}, opts);
+  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();  // (T, B, P)
+
+  // the cache, in variant_bptt.CACHE's order (LN entries empty without layer norm)
+  at::Tensor gates = buffer(packed, {T_, B, G}, opts), h_in = buffer(packed, {T_, B, P}, opts);
+  at::Tensor c_prev = buffer(packed, {T_, B, H}, opts), c_t = buffer(packed, {T_, B, H}, opts);
+  at::Tensor act = buffer(packed, {T_, B, H}, opts);
+  const auto ln_or_empty = [&](at::IntArrayRef shape) {
+    return ln ? buffer(packed, shape, opts) : at::empty({0}, opts);
+  };
+  at::Tensor xhat_x = ln_or_empty({T_, B, G}), rstd_x = ln_or_empty({T_, B, 1});
+  at::Tensor xhat_h = ln_or_empty({T_, B, G}), rstd_h = ln_or_empty({T_, B, 1});
+  at::Tensor chat = ln_or_empty({T_, B, H}), rstd_c = ln_or_empty({T_, B, 1});
+  at::Tensor output = buffer(packed, {T_, B, P}, opts);
+  at::Tensor h = checked(h0, x, "h0").clone(), c = checked(c0, x, "c0").clone();  // (B, P), (B, H)
+
+  // F1's input part, every step at once: a_x = W x_t (T B, G); with layer norm LN(a_x) γ_x
+  at::Tensor a_x = reusable({T_, B, G}, opts);
+  gemm<T>(false, true, TB, G, I, T(1), x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0),
+          a_x.data_ptr<T>(), G);
+  T* axs = a_x.data_ptr<T>();
+  if (ln) {
+    T* xh = xhat_x.data_ptr<T>();
+    T* rs = rstd_x.data_ptr<T>();
+    const T* gx = g_x.data_ptr<T>();
+    at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        if (packed && row % B >= rows[row / B]) continue;  // the row does not run at that step
+        rs[row] = layer_norm_row(G, axs + row * G, xh + row * G);  // F1: LN(a_x)
+        for (int64_t k = 0; k < G; ++k) axs[row * G + k] = xh[row * G + k] * gx[k];  // F1: γ_x
+      }
+    });
+  }
+
+  at::Tensor z_buf = reusable({B, G}, opts);  // (B, G) a_h, then z
+  at::Tensor r_buf = at::empty({B, H}, opts);  // (B, H) r_t
+  at::Tensor hhat_buf = proj ? at::empty({B, P}, opts) : at::Tensor();  // (B, P) W_hr r_t
+  at::Tensor chat_junk = ln ? at::Tensor() : at::empty({B, H}, opts);  // LN(c_t) unused
+  at::Tensor rstd_junk = at::empty({B}, opts);
+  T *zs = z_buf.data_ptr<T>(), *rb = r_buf.data_ptr<T>(), *hs = h.data_ptr<T>(), *cs = c.data_ptr<T>();
+  T* hh = proj ? hhat_buf.data_ptr<T>() : nullptr;
+  T *gs = gates.data_ptr<T>(), *hin = h_in.data_ptr<T>(), *cps = c_prev.data_ptr<T>();
+  T *cts = c_t.data_ptr<T>(), *acts = act.data_ptr<T>(), *out = output.data_ptr<T>();
+  T* chats = ln ? chat.data_ptr<T>() : chat_junk.data_ptr<T>();
+  T* rcs = ln ? rstd_c.data_ptr<T>() : rstd_junk.data_ptr<T>();
+  T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
+  T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
+  const T *whh = w_hh.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
+  const T *bs = bias.data_ptr<T>(), *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>();
+  const T *gc = g_c.data_ptr<T>(), *bc = b_c.data_ptr<T>(), *zcs = zc.data_ptr<T>();
+  const T* ms = masked ? m.data_ptr<T>() : nullptr;
+  const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
+
+  auto step = [&](int64_t s, int64_t j0, int64_t j1) {
+    const int64_t t = step_at(s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
+    if (n == j0) return;
+    for (int64_t j = j0; j < n; ++j)  // F1: h_in = m ⊙ h_{t-1}
+      for (int64_t k = 0; k < P; ++k)
+        hin[(t * B + j) * P + k] = masked ? ms[j * P + k] * hs[j * P + k] : hs[j * P + k];
+    gemm<T>(false, true, n - j0, G, P, T(1), hin + (t * B + j0) * P, P, whh, P, T(0), zs + j0 * G,
+            G);  // (n - j0, G) F1: a_h = U h_in
+    for (int64_t j = j0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      T* z = zs + j * G;
+      const T* ax = axs + row * G;
+      if (ln) {
+        rsh[row] = layer_norm_row(G, z, xhh + row * G);  // F1: LN(a_h)
+        for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + xhh[row * G + k] * gh[k] + bs[k];  // F1
+      } else {
+        for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
+      }
+      variant_cell_forward(H, v, z, ps, zcs + row * H, gc, bc, cs + j * H, gs + row * G,
+                           cps + row * H, cts + row * H, acts + row * H,
+                           ln ? chats + row * H : chats + j * H, ln ? rcs + row : rcs + j,
+                           rb + j * H);  // F2-F4
+    }
+    if (proj)
+      gemm<T>(false, true, n - j0, P, H, T(1), rb + j0 * H, H, whr, H, T(0), hh + j0 * P,
+              P);  // (n - j0, P) F5: ĥ = W_hr r
+    for (int64_t j = j0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      const T* hat = proj ? hh + j * P : rb + j * H;
+      for (int64_t k = 0; k < P; ++k) {
+        const T h_t = v.zoned_h ? zhs[row * P + k] * hs[j * P + k] + (T(1) - zhs[row * P + k]) * hat[k]
+                                : hat[k];  // F5: zoneout
+        hs[j * P + k] = h_t;
+        out[row * P + k] = h_t;  // F6
+      }
+    }
+  };
+  run_row_groups(B, choose_row_groups(B, G, P), T_,
+                 [&](int64_t s, int64_t j0, int64_t j1, int64_t) { step(s, j0, j1); });
+  return {output, h, c, gates, h_in, c_prev, c_t, act, xhat_x, rstd_x, xhat_h, rstd_h, chat, rstd_c};
+}
+
+template <typename T>
+std::vector<at::Tensor> variant_backward_impl(
+    const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
+    const at::Tensor& x_in, const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
+    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
+    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
+    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& rec_mask,
+    const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
+    const std::vector<at::Tensor>& cache) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t H = d_cn.size(1), P = d_hn.size(1), G = 4 * H, TB = T_ * B;
+  VariantFlags v(flags);
+  v.zoned_c = zone_c.has_value();
+  v.zoned_h = zone_h.has_value();
+  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
+  const bool masked = rec_mask.has_value();
+  const auto opts = x.options();
+  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
+  const int64_t groups = choose_row_groups(B, G, P);
+  const at::Tensor d_output = checked(d_output_in, x, "d_output");  // (T, B, P)
+  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
+  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
+  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
+  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
+  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);
+  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);
+  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);
+  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);
+  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();
+  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : at::zeros({T_, B, H}, opts);
+  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();
+  const char* names[] = {"gates", "h_in", "c_prev", "c_t", "act", "xhat_x",
+                         "rstd_x", "xhat_h", "rstd_h", "chat", "rstd_c"};
+  TORCH_CHECK(cache.size() == 11, "cache: expected 11 tensors, got ", cache.size());
+  std::vector<at::Tensor> saved;
+  for (size_t k = 0; k < cache.size(); ++k)
+    saved.push_back(cache[k].numel() ? checked(cache[k], x, names[k]) : cache[k]);
+  const at::Tensor &gates = saved[0], &h_in = saved[1], &c_prev = saved[2], &c_t = saved[3];
+  const at::Tensor &act = saved[4], &xhat_x = saved[5], &rstd_x = saved[6], &xhat_h = saved[7];
+  const at::Tensor &rstd_h = saved[8], &chat = saved[9], &rstd_c = saved[10];
+
+  at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G)
+  at::Tensor da_h = ln ? buffer(packed, {T_, B, G}, opts) : dz;  // (T, B, G) gradient of U h_in
+  at::Tensor dhat = buffer(packed, {T_, B, P}, opts);  // (T, B, P) dĥ
+  at::Tensor dh = checked(d_hn, x, "d_hn").clone(), dc = checked(d_cn, x, "d_cn").clone();
+  const int64_t W = G + 3 * H + 2 * H;  // each group's sums: db | dp | dγ_c | dβ_c
+  at::Tensor parts = at::zeros({groups, W}, opts);
+  at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H)
+  at::Tensor ds_buf = at::empty({B, H}, opts), rec_buf = at::empty({B, P}, opts);
+  at::Tensor chat_junk = ln ? at::Tensor() : at::zeros({H}, opts);
+
+  T *dzs = dz.data_ptr<T>(), *dahs = da_h.data_ptr<T>(), *dhats = dhat.data_ptr<T>();
+  T *dhs = dh.data_ptr<T>(), *dcs = dc.data_ptr<T>(), *pts = parts.data_ptr<T>();
+  T* drs = proj ? dr_buf.data_ptr<T>() : nullptr;
+  T *dss = ds_buf.data_ptr<T>(), *recs = rec_buf.data_ptr<T>();
+  const T *dout = d_output.data_ptr<T>(), *gs = gates.data_ptr<T>(), *cps = c_prev.data_ptr<T>();
+  const T *cts = c_t.data_ptr<T>(), *acts = act.data_ptr<T>();
+  const T* chats = ln ? chat.data_ptr<T>() : chat_junk.data_ptr<T>();
+  const T* rcs = ln ? rstd_c.data_ptr<T>() : nullptr;
+  const T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
+  const T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
+  const T *whh = w_hh.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
+  const T *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>(), *gc = g_c.data_ptr<T>();
+  const T* zcs = zc.data_ptr<T>();
+  const T* ms = masked ? m.data_ptr<T>() : nullptr;
+  const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
+
+  auto step = [&](int64_t s, int64_t j0, int64_t j1, T* sums) {
+    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
+    if (n == j0) return;
+    for (int64_t j = j0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      for (int64_t k = 0; k < P; ++k) {
+        const T dh_t = dhs[j * P + k] + dout[row * P + k];  // B6
+        const T zk = v.zoned_h ? zhs[row * P + k] : T(0);
+        dhats[row * P + k] = v.zoned_h ? (T(1) - zk) * dh_t : dh_t;  // B5: zoneout
+        dhs[j * P + k] = zk * dh_t;  // B5: dh_{t-1} ← ζ_h dh_t
+      }
+    }
+    const T* dr = dhats + t * B * P;  // without projection dr = dĥ (B5)
+    if (proj) {
+      gemm<T>(false, false, n - j0, H, P, T(1), dhats + (t * B + j0) * P, P, whr, H, T(0),
+              drs + j0 * H, H);  // (n - j0, H) B5: dr = dĥ W_hr
+      dr = drs;
+    }
+    for (int64_t j = j0; j < n; ++j) {
+      const int64_t row = t * B + j;
+      variant_cell_backward(H, v, gs + row * G, cps + row * H, cts + row * H, acts + row * H,
+                            ln ? chats + row * H : chats, ln ? rcs[row] : T(1), ps, zcs + row * H,
+                            gc, dr + j * H, dcs + j * H, dzs + row * G, sums, sums + G,
+                            sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
+      if (ln) {
+        T* d = dahs + row * G;
+        for (int64_t k = 0; k < G; ++k) d[k] = dzs[row * G + k] * gh[k];
+        layer_norm_backward_row(G, d, xhh + row * G, rsh[row]);  // B1: da_h = LN'(dz γ_h)
+      }
+    }
+    gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
+            recs + j0 * P, P);  // (n - j0, P) B1: da_h U
+    for (int64_t j = j0; j < n; ++j)
+      for (int64_t k = 0; k < P; ++k)  // B1: dh_{t-1} += m ⊙ (da_h U)
+        dhs[j * P + k] += masked ? ms[j * P + k] * recs[j * P + k] : recs[j * P + k];
+  };
+  run_row_groups(B, groups, T_, [&](int64_t s, int64_t j0, int64_t j1, int64_t g) {
+    step(s, j0, j1, pts + g * W);
+  });
+
+  // B1 over all steps at once
+  const at::Tensor sums = parts.sum(0);  // (W,)
+  at::Tensor dz2 = dz.view({TB, G});
+  at::Tensor da_x = dz2;
+  at::Tensor d_ln_ih = at::empty({0}, opts), d_ln_hh = at::empty({0}, opts);
+  if (ln) {
+    d_ln_ih = (dz2 * xhat_x.view({TB, G})).sum(0);  // dγ_x
+    d_ln_hh = (dz2 * xhat_h.view({TB, G})).sum(0);  // dγ_h
+    da_x = dz2 * g_x;
+    T* d = da_x.data_ptr<T>();
+    const T *xh = xhat_x.data_ptr<T>(), *rs = rstd_x.data_ptr<T>();
+    at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row)  // B1: da_x = LN'(dz γ_x)
+        if (!packed || row % B < rows[row / B]) layer_norm_backward_row(G, d + row * G, xh + row * G, rs[row]);
+    });
+  }
+  at::Tensor dx = at::empty({T_, B, I}, opts);
+  gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
+          dx.data_ptr<T>(), I);  // dx = da_x W
+  at::Tensor d_w_ih = at::mm(da_x.t(), x.view({TB, I}));  // (G, I) dW = Σ da_xᵀ x_t
+  at::Tensor d_w_hh = at::mm(da_h.view({TB, G}).t(), h_in.view({TB, P}));  // (G, P) dU
+  at::Tensor d_w_hr = at::empty({0}, opts);
+  if (proj) {
+    at::Tensor r = gates.narrow(2, 3 * H, H) * act;  // (T, B, H) F4 again
+    d_w_hr = at::mm(dhat.view({TB, P}).t(), r.reshape({TB, H}));  // (P, H) B5
+  }
+  at::Tensor d_peep = peephole.has_value() ? sums.narrow(0, G, 3 * H).clone() : at::empty({0}, opts);
+  at::Tensor d_ln_c_w = ln ? sums.narrow(0, G + 3 * H, H).clone() : at::empty({0}, opts);
+  at::Tensor d_ln_c_b = ln ? sums.narrow(0, G + 4 * H, H).clone() : at::empty({0}, opts);
+  return {dx, dh, dc, d_w_ih, d_w_hh, sums.narrow(0, 0, G).clone(), d_w_hr, d_peep,
+          d_ln_ih, d_ln_hh, d_ln_c_w, d_ln_c_b};
+}
+
+void check_variant_input(const at::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu(), "the compiled kernels run on CPU tensors, got ", x.device());
+  TORCH_CHECK(x.dim() == 3, "x: expected (T, B, I), got ", x.dim(), " dimensions");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "x: expected float32 or float64, got ", x.scalar_type());
+}
+
+}  // namespace
+
+std::vector<at::Tensor> variant_forward(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh, const c10::optional<at::Tensor>& bias,
+    const c10::optional<at::Tensor>& weight_hr, const c10::optional<at::Tensor>& weight_peephole,
+    const c10::optional<at::Tensor>& ln_weight_ih, const c10::optional<at::Tensor>& ln_weight_hh,
+    const c10::optional<at::Tensor>& ln_weight_c, const c10::optional<at::Tensor>& ln_bias_c,
+    const c10::optional<at::Tensor>& recurrent_mask, const c10::optional<at::Tensor>& zone_c,
+    const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
+    bool reverse, int64_t flags) {
+  check_variant_input(x);
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_forward", [&] {
+    return variant_forward_impl<scalar_t>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
+                                          weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
+                                          ln_bias_c, recurrent_mask, zone_c, zone_h, batch_sizes,
+                                          reverse, flags);
+  });
+}
+
+std::vector<at::Tensor> variant_backward(
+    const at::Tensor& d_output, const at::Tensor& d_hn, const at::Tensor& d_cn, const at::Tensor& x,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const c10::optional<at::Tensor>& weight_hr, const c10::optional<at::Tensor>& weight_peephole,
+    const c10::optional<at::Tensor>& ln_weight_ih, const c10::optional<at::Tensor>& ln_weight_hh,
+    const c10::optional<at::Tensor>& ln_weight_c, const c10::optional<at::Tensor>& recurrent_mask,
+    const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
+    const std::vector<at::Tensor>& cache) {
+  check_variant_input(x);
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_backward", [&] {
+    return variant_backward_impl<scalar_t>(d_output, d_hn, d_cn, x, weight_ih, weight_hh,
+                                           weight_hr, weight_peephole, ln_weight_ih, ln_weight_hh,
+                                           ln_weight_c, recurrent_mask, zone_c, zone_h, batch_sizes,
+                                           reverse, flags, cache);
+  });
+}
+
+}  // namespace lstmbyhand

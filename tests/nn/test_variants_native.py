@@ -1,0 +1,62 @@
+"""The compiled variant kernels (csrc/variant_bptt.cpp, cell.h's variant rows) against the Python
+declaration's hand BPTT (variant_bptt.py), forward and every gradient, float64 and float32; and the
+layers on the compiled path against the readable loop. The extension is part of the deliverable:
+these tests fail, not skip, when it is not built."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_variants import BATCH_SIZES, VARIANTS, grads_of, leaves, make, masks
+
+import lstmbyhand
+from lstmbyhand.nn import native, variant_bptt
+from lstmbyhand.nn.variant_ops import variant_lstm_sequence
+
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5}
+
+
+def test_the_compiled_variant_kernels_are_chosen_on_cpu():
+    assert native.built(), "lstmbyhand.nn._C is not built: run scripts/setup.sh"
+    assert variant_bptt.kernels_for(torch.zeros(1)) is not variant_bptt
+    with native.python_kernels_only():
+        assert variant_bptt.kernels_for(torch.zeros(1)) is variant_bptt
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_compiled_equals_the_python_declaration(name, dtype):
+    v = VARIANTS[name]
+    for P, regularized, batch_sizes, reverse in [
+        (3, False, None, False),
+        (2, True, BATCH_SIZES, True),
+    ]:
+        x, h0, c0, w = make(v, P, dtype=dtype)
+        m = masks(P, regularized, dtype=dtype)
+        inputs = leaves(x, h0, c0, w)
+        compiled = variant_lstm_sequence(x, h0, c0, w, v, m, batch_sizes, reverse)
+        with native.python_kernels_only():
+            python = variant_lstm_sequence(x, h0, c0, w, v, m, batch_sizes, reverse)
+        atol = TOLERANCE[dtype]
+        for a, b in zip(compiled, python, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=atol)
+        for a, b in zip(grads_of(compiled, inputs), grads_of(python, inputs), strict=True):
+            torch.testing.assert_close(
+                a, b, rtol=0, atol=10 * atol * max(1.0, b.abs().max().item())
+            )
+
+
+def test_a_bidirectional_stack_of_variants_on_the_compiled_path_equals_the_readable_loop():
+    torch.manual_seed(0)
+    kw = {"peephole": True, "layer_norm": True, "coupled": True, "zoneout": (0.1, 0.2)}
+    lstm = lstmbyhand.LSTM(3, 5, 2, bidirectional=True, recurrent_dropout=0.3, **kw).double()
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    results = []
+    for backend in ("bptt", "reference"):
+        lstm.backend = backend
+        torch.manual_seed(5)  # the same masks for both
+        out, (h_n, c_n) = lstm(x)
+        loss = out.sum() + h_n.pow(2).sum() + c_n.sum()
+        results.append([out, *torch.autograd.grad(loss, list(lstm.parameters()))])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
