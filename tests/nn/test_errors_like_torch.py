@@ -205,11 +205,6 @@ CELL_CASES = [
 DIFFERENCES = {
     "input a list": "ours raises TypeError naming the argument; nn.LSTM/LSTMCell raise AttributeError "
     "('list' object has no attribute 'dim'), an accident of calling input.dim() unchecked",
-    "packed float64": "nn.LSTM checks nothing of a PackedSequence and its kernel fails with a "
-    "RuntimeError (mat1 and mat2 dtypes); ours checks every input as it checks a tensor (ValueError): "
-    "LSTM._run does not yet tell _check_input that the input was packed",
-    "packed, hx 2-D": "nn.LSTM checks nothing of a PackedSequence's hx and fails with an IndexError; "
-    "ours raises its RuntimeError 'For batched 3-D input, hx and cx should also be 3-D' (see above)",
 }
 
 

@@ -415,9 +415,9 @@ class LSTM(nn.Module):
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
             batch_sizes = sorted_idx = unsorted_idx = None
-        self._check_input(x)
+        self._check_input(x, packed)
         T, B, _ = x.shape
-        h0, c0 = self._initial_state(hx, B, batched, x)  # (L*D, B, P), (L*D, B, H)
+        h0, c0 = self._initial_state(hx, B, batched, x, packed)  # (L*D, B, P), (L*D, B, H)
         if sorted_idx is not None:
             h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
 
@@ -493,9 +493,15 @@ class LSTM(nn.Module):
             return variant_sequence(x, h0, c0, weights, v, masks, batch_sizes, reverse, record)
         return *variant_lstm_sequence(x, h0, c0, weights, v, masks, batch_sizes, reverse), None
 
-    def _check_input(self, x: Tensor) -> None:
-        """nn.LSTM's checks of the input x (T, B, I), in its order, with its types and texts."""
+    def _check_input(self, x: Tensor, packed: bool = False) -> None:
+        """nn.LSTM's checks of the input x (T, B, I), in its order, with its types and texts. A
+        PackedSequence's dtype nn.LSTM does not check: its kernel's first product refuses it."""
         weight = self.weight_ih_l0
+        if packed and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise RuntimeError(
+                "mat1 and mat2 must have the same dtype, but got "
+                f"{_scalar_type(x.dtype)} and {_scalar_type(weight.dtype)}"
+            )
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(
                 f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
@@ -509,13 +515,24 @@ class LSTM(nn.Module):
         if x.shape[0] == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
-    def _initial_state(self, hx, B: int, batched: bool, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _initial_state(
+        self, hx, B: int, batched: bool, x: Tensor, packed: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """(h_0, c_0) as (D*num_layers, B, P) and (D*num_layers, B, H): zeros when hx is None, else
-        hx checked as nn.LSTM checks it (its order, types and texts) and unsqueezed if unbatched."""
+        hx checked as nn.LSTM checks it (its order, types and texts) and unsqueezed if unbatched.
+        With a PackedSequence nn.LSTM checks no rank: its kernel indexes dimension 2 of each state."""
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         P = self.proj_size or H
         if hx is None:
             return x.new_zeros(LD, B, P), x.new_zeros(LD, B, H)
+        if packed:
+            for state in hx[:2]:
+                if state.dim() < 3:
+                    r = state.dim()
+                    raise IndexError(
+                        f"Dimension out of range (expected to be in range of [{-r}, {r - 1}], "
+                        "but got 2)"
+                    )
         rank, kind = (3, "batched 3-D") if batched else (2, "unbatched 2-D")
         if hx[0].dim() != rank or hx[1].dim() != rank:
             raise RuntimeError(
@@ -537,6 +554,11 @@ class LSTM(nn.Module):
             if hx[k].dtype != x.dtype:
                 raise RuntimeError(f"Expected hidden[{k}] dtype {x.dtype}, got {hx[k].dtype}")
         return hx[0], hx[1]
+
+
+def _scalar_type(dtype: torch.dtype) -> str:
+    """torch's C++ name of a dtype, as its kernels' messages print it: Float, Double, Half, ..."""
+    return torch.empty(0, dtype=dtype).type().removeprefix("torch.").removesuffix("Tensor")
 
 
 def _unpack(packed: PackedSequence) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor]:
