@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -496,7 +496,7 @@ class LSTM(nn.Module):
     def _check_input(self, x: Tensor, packed: bool = False) -> None:
         """nn.LSTM's checks of the input x (T, B, I), in its order, with its types and texts. A
         PackedSequence's dtype nn.LSTM does not check: its kernel's first product refuses it."""
-        weight = self.weight_ih_l0
+        weight = cast(Tensor, self.weight_ih_l0)
         if packed and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise RuntimeError(
                 "mat1 and mat2 must have the same dtype, but got "
