@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from lstmbyhand.cli.train import FLAGS, default_out, settings_from_args
+from lstmbyhand.cli.train import FLAGS, TARGET_HELP, default_out, settings_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("backtest", help="rolling-origin evaluation: K folds, each trained afresh",
                        description=__doc__)  # fmt: skip
-    p.add_argument("data", help="CSV file with a header row")
-    p.add_argument("--target", required=True, help="the column to forecast")
+    p.add_argument("data", help="CSV or Parquet file with named columns")
+    p.add_argument("--target", help=TARGET_HELP)
     p.add_argument("--folds", type=int, default=3, help="rolling origins (default 3)")
     for name, (kind, text) in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     settings, _ = settings_from_args(args)
     settings.check()
-    out = args.out or default_out(args.data, args.target) + "-backtest"
+    out = args.out or default_out(args.data, settings.target) + "-backtest"
     result = backtest(settings, args.folds, out, args.baselines, args.force)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -2,6 +2,9 @@
 
 The model against naive, seasonal naive and statsforecast's AutoETS, AutoARIMA and AutoTheta
 (fitted on train + validation, scored on the same test points); the last line names the winner.
+A run of many series: each series' MAE per forecaster, then the metrics over all their test
+points. With quantiles: each interval's coverage and width and the quantile loss, beside
+statsforecast's AutoETS / AutoARIMA intervals at the same levels.
 """
 
 from __future__ import annotations
@@ -25,28 +28,48 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lstmbyhand.cli.threads import use_threads
-    from lstmbyhand.forecast.evaluate import evaluate, format_table, verdict
-    from lstmbyhand.forecast.restore import open_run
+    from lstmbyhand.forecast.evaluate import (
+        evaluate,
+        evaluate_pool,
+        format_intervals,
+        format_series,
+        format_table,
+        verdict,
+    )
+    from lstmbyhand.forecast.restore import open_pool
 
     use_threads(None)
 
-    model, settings, config, prep = open_run(args.run, args.data)
+    model, settings, config, pool = open_pool(args.run, args.data)
+    prep = pool.members[0]
     if prep.parts.n_test == 0:  # exit 2: nothing was scored; no script may take it for a score
         raise UserError(
             f"nothing held out to score: {args.run} was trained with --test-fraction 0 (every "
             "value is for training or validation); run `lstmbyhand backtest` to measure it"
         )
-    result = evaluate(model, prep, config.season, baselines=args.baselines)
+    many = pool.panel.layout != "single"
+    if many:
+        result = evaluate_pool(model, pool, config.season, baselines=args.baselines)
+    else:
+        result = evaluate(model, prep, config.season, baselines=args.baselines)
     result["run"] = str(args.run)
     result["data"] = str(args.data or settings.data)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    count = f"{len(pool.members)} series, " if many else ""
     print(
-        f"{result['data']}: test split, {result['windows']} windows x horizon {result['horizon']}"
-        f" = {result['points']} forecasts; season {result['season'] or 'none'}; "
-        f"base {result['base']}"
+        f"{result['data']}: test split, {count}{result['windows']} windows x horizon "
+        f"{result['horizon']} = {result['points']} forecasts; season {result['season'] or 'none'}"
+        f"; base {result['base']}"
     )
+    if many:
+        print(format_series(result))
+        print(f"pooled over the {len(pool.members)} series' test points:")
     print(format_table(result))
+    if "intervals" in result:
+        print(format_intervals(result["intervals"]))
     print(verdict(result))
+    if many and pool.skipped:
+        print(f"not evaluated (too short): {', '.join(map(repr, pool.skipped))}")
     return 0

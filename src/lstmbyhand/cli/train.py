@@ -9,14 +9,43 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from dataclasses import fields
 from pathlib import Path
 
-from lstmbyhand.forecast.config import DEVICES, TrainSettings
+from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.config import CALENDAR, DEVICES, TrainSettings
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of column (or feature) names."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def levels(text: str) -> list[float]:
+    """A comma-separated list of quantile levels, e.g. 0.1,0.5,0.9."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, e.g. 0.1,0.5,0.9, got {text!r}"
+        ) from None
+
 
 FLAGS = {  # field: (type, help)
     "time": (str, "time column; '' for none (default: the first column, when it holds dates or "
              "numbers)"),
+    "id": (str, "series id column of long data, many series one below the other (default: "
+           "unique_id when the file has Nixtla's unique_id, ds, y)"),
+    "past_covariates": (names, "columns observed up to each origin, e.g. price,stock (not "
+                        "known ahead: held at the last value when forecasting on; default none)"),
+    "future_covariates": (names, "columns known ahead of time, e.g. promo,holiday (forecast "
+                          "needs them for the steps asked: --future FILE; default none)"),
+    "calendar": (names, f"calendar features of the time column, known ahead: "
+                 f"{', '.join(CALENDAR)} (default none)"),
+    "quantiles": (levels, "quantile levels for prediction intervals, with 0.5 (the point "
+                  "forecast), e.g. 0.1,0.5,0.9; trained on the pinball loss (default: none, a "
+                  "point forecast on the squared error)"),
     "window": (int, "input window length"),
     "horizon": (int, "steps forecast at once"),
     "hidden": (int, "LSTM hidden size"),
@@ -44,8 +73,8 @@ FLAGS = {  # field: (type, help)
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a forecaster on a CSV column", description=__doc__)
-    p.add_argument("data", help="CSV file with a header row")
-    p.add_argument("--target", required=True, help="the column to forecast")
+    p.add_argument("data", help="CSV or Parquet file with named columns")
+    p.add_argument("--target", help=TARGET_HELP)
     defaults = {f.name: f.default for f in fields(TrainSettings)}
     for name, (kind, text) in FLAGS.items():
         extra = {"choices": DEVICES} if name == "device" else {}
@@ -68,7 +97,26 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainSettings, set[str
     """The settings, and the names of those the user gave explicitly."""
     given = {f.name for f in fields(TrainSettings) if getattr(args, f.name, None) is not None}
     values = {name: getattr(args, name) for name in given}
+    if "target" not in values:
+        values["target"] = default_target(args.data)
     return TrainSettings(**values), given - {"data"}
+
+
+TARGET_HELP = ("the column to forecast; A,B,C: several columns, one series each (wide data); "
+               "not needed for Nixtla's unique_id, ds, y")  # fmt: skip
+
+
+def default_target(data: str) -> str:
+    """ "y" for a file with Nixtla's unique_id, ds and y; else --target is required."""
+    from lstmbyhand.forecast.data import column_names
+    from lstmbyhand.forecast.panel import NIXTLA
+
+    if set(NIXTLA) <= set(column_names(data)):
+        return "y"
+    raise UserError(
+        "the following arguments are required: --target (only a file with the columns "
+        "unique_id, ds, y needs none)"
+    )
 
 
 def default_out(data: str, target: str) -> str:
@@ -84,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     use_threads(args.threads)
     settings, given = settings_from_args(args)
-    out = args.out or default_out(args.data, args.target)
+    out = args.out or default_out(args.data, settings.target)
     distributed.init_from_env(settings.device)  # under torchrun: join the process group
     try:
         result = train(settings, out, resume=args.resume, force=args.force, quiet=args.quiet,
@@ -95,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if result.removed:
         print(f"--force: removed the old run's {', '.join(result.removed)} from {result.run}")
+    if result.skipped:
+        from lstmbyhand.forecast.pool import skipped_line
+
+        print(f"lstmbyhand train: warning: {skipped_line(settings, result.skipped)}",
+              file=sys.stderr)  # fmt: skip
     p = result.progress
     why = "early stop" if result.stopped_early else "epoch limit"
     best = f"best validation loss {p.best_val:.4g} at epoch {p.best_epoch}"

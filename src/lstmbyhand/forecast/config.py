@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from lstmbyhand.errors import UserError
 
@@ -18,6 +18,10 @@ SCALINGS = ("global", "last", "window")  # scaling.py's kinds
 STATISTICAL = ("AutoETS", "AutoARIMA", "AutoTheta")  # baselines.py's statsforecast models
 BASES = ("median", "mean", *STATISTICAL, "none")  # what the network learns the residual of
 MULTISTEPS = ("recursive", "direct")  # horizon > 1: one step fed back in, or all H at once
+
+# calendar features from the time column (known in the future): name -> its period, each given to
+# the network as sin and cos of 2π·value/period (features.py)
+CALENDAR = {"month": 12, "quarter": 4, "dayofweek": 7, "dayofyear": 366, "hour": 24, "minute": 60}
 
 MAX_LAYERS = 64  # deeper stacks are refused up front (see ModelConfig.check_model)
 RESUMABLE = ("epochs", "patience", "device", "data")
@@ -57,6 +61,14 @@ def check_settings(window: int, horizon: int, val_fraction: float, test_fraction
         )
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _repeats(values: list[str]) -> set[str]:
+    return {v for v in values if values.count(v) > 1}
+
+
 def _memory_bytes() -> int:
     """Physical memory of this machine (0 when the OS does not say)."""
     try:
@@ -76,18 +88,32 @@ class ModelConfig:
     dropout: float = 0.0
     base: str = "median"  # the statistical forecast the head adds to (baselines.py); none: no base
     multistep: str = "recursive"  # recursive: the head gives 1 step, fed back in; direct: all H
+    quantiles: list[float] = field(default_factory=list)  # []: a point forecast (squared error)
+    past_covariates: list[str] = field(default_factory=list)  # columns observed up to the origin
+    future_covariates: list[str] = field(default_factory=list)  # columns known ahead of time
+    calendar: list[str] = field(default_factory=list)  # CALENDAR features of the time column
 
     @property
     def outputs(self) -> int:
         """Forecasts per forward pass: 1 (recursive) or the horizon (direct)."""
         return 1 if self.multistep == "recursive" else self.horizon
 
+    @property
+    def features(self) -> int:
+        """Covariate inputs per time step, beside the target: past, future, 2 per calendar one."""
+        return len(self.past_covariates) + len(self.future_covariates) + 2 * len(self.calendar)
+
+    @property
+    def levels(self) -> int:
+        """Outputs per forecast step: the quantiles, or 1 (the point forecast)."""
+        return len(self.quantiles) or 1
+
     def parameters(self) -> int:
-        """Number of weights: per layer 4H(I + H) + 8H (two biases), I = 1 then H; head H·O + O
-        (O = `outputs`)."""
-        H = self.hidden
-        lstm = 4 * H * (1 + H) + 8 * H + (self.layers - 1) * (4 * H * 2 * H + 8 * H)
-        return lstm + H * self.outputs + self.outputs
+        """Number of weights: per layer 4H(I + H) + 8H (two biases), I = 1 + F (covariates) then
+        H; head H·O·Q + O·Q (O = `outputs`, Q = `levels`)."""
+        H, I = self.hidden, 1 + self.features
+        lstm = 4 * H * (I + H) + 8 * H + (self.layers - 1) * (4 * H * 2 * H + 8 * H)
+        return lstm + (H + 1) * self.outputs * self.levels
 
     def check_model(self) -> None:
         """Raise a `UserError` naming the first impossible shape, or one too big for this machine."""
@@ -110,6 +136,7 @@ class ModelConfig:
             raise UserError(
                 f"--multistep must be one of {', '.join(MULTISTEPS)}, got {self.multistep!r}"
             )
+        self.check_inputs()
         # weights, gradients, Adam's two moments, the best copy and a checkpoint copy: 6 float32 each
         need, have = 6 * 4 * self.parameters(), _memory_bytes()
         if have and need > have:
@@ -118,6 +145,37 @@ class ModelConfig:
                 f"weights, at least {need / 2**30:.1f} GiB, more than this machine's "
                 f"{have / 2**30:.1f} GiB; choose a smaller --hidden or --layers"
             )
+
+    def check_inputs(self) -> None:
+        """Quantiles and covariates: a `UserError` naming the flag and what it must be."""
+        q = self.quantiles
+        if not isinstance(q, list) or not all(_is_real(v) and 0 < v < 1 for v in q):
+            raise UserError(f"--quantiles must be numbers between 0 and 1, got {q!r}")
+        if q and (sorted(set(q)) != q or 0.5 not in q):
+            raise UserError(
+                f"--quantiles must be increasing, without repeats, and include 0.5 (the point "
+                f"forecast), got {','.join(map(str, q))}; e.g. --quantiles 0.1,0.5,0.9"
+            )
+        names = {"past-covariates": self.past_covariates, "future-covariates":
+                 self.future_covariates, "calendar": self.calendar}  # fmt: skip
+        for flag, value in names.items():
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise UserError(f"--{flag} must be column names, got {value!r}")
+        unknown = [c for c in self.calendar if c not in CALENDAR]
+        if unknown:
+            raise UserError(
+                f"--calendar: unknown feature {unknown[0]!r}; choose from {', '.join(CALENDAR)}"
+            )
+        every = self.past_covariates + self.future_covariates
+        twice = sorted(_repeats(every) | _repeats(self.calendar))
+        if twice:
+            raise UserError(f"covariate {twice[0]!r} is given twice; name each column once")
+        if self.future_covariates or self.calendar:
+            if self.multistep == "direct" and self.horizon > 1:
+                raise UserError(
+                    "future covariates (and --calendar) work with --multistep recursive only: "
+                    "each step sees the known covariates of the step it forecasts"
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,10 +189,17 @@ class ModelConfig:
 
 @dataclass
 class DataSource:
-    """The file and the column to forecast: the two settings without a default."""
+    """The file and the column to forecast: the two settings without a default.
+
+    `target` "A,B,C" (no such column, but each of those): several series side by side (wide)."""
 
     data: str
     target: str
+
+    @property
+    def targets(self) -> list[str]:
+        """The target columns: one, or several for wide data."""
+        return [t.strip() for t in self.target.split(",")] if "," in self.target else [self.target]
 
 
 @dataclass
@@ -144,6 +209,7 @@ class TrainSettings(ModelConfig, DataSource):
     The defaults are the CLI's defaults."""
 
     time: str | None = None
+    id: str | None = None  # the series id column of long data (many series, one below the other)
     epochs: int = 300
     batch_size: int = 32
     lr: float = 0.005
@@ -168,6 +234,8 @@ class TrainSettings(ModelConfig, DataSource):
                 raise UserError(f"{name} must be text, got {getattr(self, name)!r}")
         if self.time is not None and not isinstance(self.time, str):
             raise UserError(f"--time must be a column name, got {self.time!r}")
+        if self.id is not None and not (isinstance(self.id, str) and self.id):
+            raise UserError(f"--id must be a column name, got {self.id!r}")
         check_settings(self.window, self.horizon, self.val_fraction, self.test_fraction)
         self.check_model()
         for flag in ("epochs", "batch_size"):
@@ -230,6 +298,9 @@ class RunConfig:
     world_size: int
     versions: dict
     format: int = RUN_FORMAT
+    # many series or covariates (absent for one plain series): layout, id column, and per series
+    # its id, length, split, scaler and covariate scalers; the ids skipped as too short
+    panel: dict | None = None
 
     @property
     def model(self) -> ModelConfig:
@@ -248,6 +319,7 @@ class RunConfig:
             "device": self.device,
             "world_size": self.world_size,
             "versions": self.versions,
+            **({"panel": self.panel} if self.panel is not None else {}),
         }
 
     @classmethod
@@ -272,9 +344,12 @@ class RunConfig:
             settings.check()
         except (TypeError, UserError) as err:
             raise UserError(f"{where} holds impossible settings ({err}); {fix}") from None
-        if d["model"] != settings.model.to_dict():
+        model, defaults = settings.model.to_dict(), ModelConfig().to_dict()  # a run from before
+        if {**defaults, **d["model"]} != model or not set(d["model"]) <= set(model):  # quantiles
             raise UserError(f"{where}: 'model' disagrees with 'settings'; {fix}")
+        if not isinstance(d.get("panel", {}), dict):
+            raise UserError(f"{where}: 'panel' is not a JSON object; {fix}")
         if d["season"] < 0 or d["world_size"] < 1:
             raise UserError(f"{where}: 'season' or 'world_size' out of range; {fix}")
         fields_ = {k: d[k] for k in kinds if k != "model"}
-        return cls(**{**fields_, "settings": settings})
+        return cls(**{**fields_, "settings": settings, "panel": d.get("panel")})

@@ -1,4 +1,4 @@
-"""From a CSV file to one validated series, with its time stamps.
+"""From a CSV or Parquet file to one validated series, with its time stamps.
 
     series = read_series("airline.csv", target="passengers", time="month", fill="none")
     series.values      # (N,) float64, the target column
@@ -6,7 +6,8 @@
     series.freq        # e.g. "MS" (month start) or 1 (numbers counting up by one), or None
 
 Every problem with the file is a `UserError` (a `ValueError`) that names the problem and the fix:
-the CLI prints it as one line. Windows and scalers live in `windows.py` and `scaling.py`.
+the CLI prints it as one line. Many series in one file are `panel.py`'s; windows and scalers
+live in `windows.py` and `scaling.py`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Series:
     target: str
     time_column: str | None
     sha256: str = ""  # of the file's bytes as read (a pipe cannot be read twice)
+    id: str = ""  # the series' id among many (panel.py); "" for a file of one series
+    covariates: np.ndarray | None = None  # (N, C) raw covariate columns (panel.py), or None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -84,10 +87,53 @@ def read_data(path: str | Path) -> bytes:
     return data
 
 
+def is_parquet(path: str | Path, data: bytes) -> bool:
+    """A Parquet file: its magic bytes (PAR1 at both ends), whatever the name."""
+    return data[:4] == b"PAR1" and data[-4:] == b"PAR1"
+
+
+def read_parquet(path: str | Path, data: bytes) -> pd.DataFrame:
+    """A Parquet file's columns as text cells, as `read_table` gives a CSV's (missing: "")."""
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except (OSError, ValueError, ImportError) as err:
+        raise UserError(f"cannot read {path} as Parquet ({str(err).splitlines()[0]})") from None
+    if len(frame.columns) == 0 or len(frame) == 0:
+        raise UserError(f"{path} has no data rows; expected named columns and at least one row")
+    table = pd.DataFrame({str(c).strip(): _cells(frame[c]) for c in frame.columns})
+    if len(table.columns) < len(frame.columns):
+        raise UserError(f"{path} has a column name more than once; rename the columns")
+    return table
+
+
+def _cells(column: pd.Series) -> pd.Series:
+    """One column as text, missing values as "" (times in ISO form)."""
+    text = column.astype(str)
+    return text.where(column.notna().to_numpy(), "")
+
+
+def column_names(path: str | Path) -> list[str]:
+    """The file's column names from its header (CSV) or schema (Parquet); [] if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head == b"PAR1":
+                import pyarrow.parquet as pq
+
+                return [str(n) for n in pq.read_schema(path).names]
+            first = (head + f.readline()).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    return [c.strip() for c in next(csv.reader(io.StringIO(first)), [])]
+
+
 def read_table(path: str | Path, data: bytes | None = None) -> pd.DataFrame:
-    """Read a CSV as text cells (nothing converted yet), or raise a `UserError` saying why not."""
+    """Read a CSV (or Parquet) file as text cells (nothing converted yet), or raise a `UserError`
+    saying why not."""
     p = Path(path)
     data = read_data(p) if data is None else data
+    if is_parquet(p, data):
+        return read_parquet(p, data)
     try:
         header = next(csv.reader(io.StringIO(data.decode("utf-8-sig").split("\n", 1)[0])), [])
         table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
@@ -131,15 +177,33 @@ def read_series(
         raise UserError(f"unknown fill method {fill!r}; choose one of {', '.join(FILL_METHODS)}")
     data = read_data(path)
     table = read_table(path, data)
-    columns = list(table.columns)
-    if target not in columns:
+    digest = hashlib.sha256(data).hexdigest()
+    return series_from_table(table, path, digest, target, time, fill, column_hint)
+
+
+def series_from_table(
+    table: pd.DataFrame,
+    path: str | Path,
+    digest: str,
+    target: str,
+    time: str | None = None,
+    fill: str = "none",
+    column_hint: str | None = None,
+    covariates: tuple[str, ...] = (),
+    columns: list[str] | None = None,
+) -> Series:
+    """One series from text cells (`read_series`' work once the file is read). `columns`: the
+    columns that may hold the time, in order (default: the table's); `covariates`: columns read
+    beside the target, complete (`parse_covariates`)."""
+    columns = list(table.columns) if columns is None else columns
+    if target not in table.columns:
         raise UserError(
-            f"no column {target!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
+            f"no column {target!r} in {path}; the columns are: {listed(table)}; "
             + (column_hint or "pass one of them with --target")
         )
-    if time is not None and time != "" and time not in columns:
+    if time is not None and time != "" and time not in table.columns:
         raise UserError(
-            f"no column {time!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
+            f"no column {time!r} in {path}; the columns are: {listed(table)}; "
             + (column_hint or "pass one of them with --time, or leave --time out")
         )
     if time is not None and time == target:
@@ -164,8 +228,31 @@ def read_series(
         raise UserError(f"column {target!r} in {path} has no values left; check the file")
     check_magnitude(values, target)
     freq = infer_freq(stamps) if stamps is not None else None
-    digest = hashlib.sha256(data).hexdigest()
-    return Series(values, stamps, freq, str(path), target, time_column, digest)
+    extra = parse_covariates(table, covariates)[keep] if covariates else None  # (N, C)
+    return Series(values, stamps, freq, str(path), target, time_column, digest, covariates=extra)
+
+
+def parse_covariates(table: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Covariate columns -> (N, C) float64. A covariate may not have gaps: a missing cell is
+    refused with its column and row (rows counted as in the file, row 1 under the header)."""
+    out = np.empty((len(table), len(columns)))
+    for c, column in enumerate(columns):
+        text = table[column].astype(str).str.strip()
+        gaps = np.flatnonzero(text.str.lower().isin(MISSING_TOKENS).to_numpy())
+        if len(gaps):
+            row = int(table.index[gaps[0]]) + 1
+            raise UserError(
+                f"covariate column {column!r} has a gap at row {row} (line {row + 1} of the "
+                f"file; {len(gaps)} missing in all); covariates must be complete: fill the cells"
+            )
+        out[:, c] = parse_numbers(text, column, "none")
+        check_magnitude(out[:, c], column)
+    return out
+
+
+def listed(table: pd.DataFrame) -> str:
+    """The table's column names, quoted, for a message."""
+    return ", ".join(map(repr, table.columns))
 
 
 def check_magnitude(values: np.ndarray, column: str) -> None:

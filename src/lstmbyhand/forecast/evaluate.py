@@ -22,11 +22,13 @@ horizon. `best` names the one with the lowest MAE.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from lstmbyhand.forecast.config import STATISTICAL
+from lstmbyhand.forecast.intervals import score, statistical_quantiles
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.prepare import Prepared
 
@@ -68,29 +70,55 @@ def seasonal_naive(values: np.ndarray, at: np.ndarray, horizon: int, season: int
 
 @torch.no_grad()
 def predict(
-    model: Forecaster, prep: Prepared, values: np.ndarray, at: np.ndarray, steps: int = 0
+    model: Forecaster,
+    prep: Prepared,
+    values: np.ndarray,
+    at: np.ndarray,
+    steps: int = 0,
+    quantiles: bool = False,
 ) -> np.ndarray:
     """The model's forecasts in original units (K, S) from the origins `at` (K,) of `values`,
-    S = `steps` (0: the horizon). A network that gives O < S steps at once is fed its own
-    forecasts back in, as if observed, each origin on its own history, O steps at a time."""
+    S = `steps` (0: the horizon); with `quantiles`, every quantile: (K, S, Q), sorted along Q (so
+    no two cross). A network that gives O < S steps at once is fed its own (median) forecasts
+    back in, as if observed, each origin on its own history, O steps at a time; its past
+    covariates stay those observed up to the origin (features.py)."""
     steps = steps or prep.horizon
+    middle = 0  # the median's place among the quantiles (set once the model answers)
     rows = [np.asarray(values[: t + 1], dtype=np.float64) for t in at]  # histories, growing
+    rounds = []
     while len(rows[0]) - at[0] - 1 < steps:
-        xs = np.concatenate([prep.inputs(r, np.array([len(r) - 1])) for r in rows])  # (K, W [+ O])
+        xs = np.concatenate(
+            [
+                prep.inputs(r, np.array([len(r) - 1]), np.array([t]))
+                for r, t in zip(rows, at, strict=True)
+            ]
+        )  # (K, W + W·F [+ O])
         x = np.stack([r[-prep.window :] for r in rows])  # (K, W)
-        ys = model(torch.as_tensor(xs, dtype=torch.float32)).double().numpy()  # (K, O)
-        f = prep.scaler.inverse(ys, x)  # (K, O)
-        rows = [np.concatenate([r, f[k]]) for k, r in enumerate(rows)]
-    return np.stack([r[t + 1 : t + 1 + steps] for r, t in zip(rows, at, strict=True)])  # (K, S)
+        ys = model(torch.as_tensor(xs, dtype=torch.float32)).double().numpy()  # (K, O [, Q])
+        if ys.ndim == 3:
+            middle = model.config.quantiles.index(0.5)
+        ys = ys if ys.ndim == 3 else ys[..., None]  # (K, O, Q)
+        shift, scale = prep.scaler.reference(x)  # (K, 1) each
+        f = np.sort(ys * scale[..., None] + shift[..., None], axis=2)  # (K, O, Q)
+        rounds.append(f)
+        rows = [np.concatenate([r, f[k, :, middle]]) for k, r in enumerate(rows)]
+    out = np.concatenate(rounds, axis=1)[:, :steps]  # (K, S, Q)
+    return out if quantiles else out[..., middle]
 
 
 def forecasts(
-    model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
+    model: Forecaster,
+    prep: Prepared,
+    season: int,
+    part: str = "test",
+    baselines: bool = True,
+    point: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every forecaster's forecasts (K, H) from the part's origins; the statistical models only
-    on the test split and with `baselines`."""
+    on the test split and with `baselines`. `point`: the model's, when already predicted."""
     values, at, H = prep.series.values, prep.origins[part], prep.steps(part)
-    out = {"model": predict(model, prep, values, at, H), "naive": naive(values, at, H)}
+    point = predict(model, prep, values, at, H) if point is None else point
+    out = {"model": point, "naive": naive(values, at, H)}
     if season:
         out["seasonal_naive"] = seasonal_naive(values, at, H, season)
     if baselines and part == "test":
@@ -103,18 +131,71 @@ def best_by_mae(table: dict[str, dict[str, float | None]]) -> str:
     return min(table, key=lambda name: table[name]["mae"] or math.inf)
 
 
+@dataclass
+class Scored:
+    """One series' part: targets, every forecaster's forecasts, the MASE scale, and with
+    quantiles the model's (and statsforecast's) quantile forecasts (K, H, Q)."""
+
+    y: np.ndarray  # (K, H)
+    forecasts: dict[str, np.ndarray]  # name -> (K, H)
+    scale: float
+    quantiles: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (K, H, Q)
+
+
+def score_part(
+    model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
+) -> Scored:
+    """Every forecaster's forecasts of one part of one series (see `forecasts`), and the
+    quantiles' when the model has them (statsforecast's only on the test split, with baselines)."""
+    y = prep.raw(part)[1]  # (K, H)
+    scale = mase_scale(prep.series.values[: prep.parts.n_train], season)
+    levels = model.config.quantiles
+    if not levels:
+        return Scored(y, forecasts(model, prep, season, part, baselines), scale)
+    values, at, H = prep.series.values, prep.origins[part], prep.steps(part)
+    fq = predict(model, prep, values, at, H, quantiles=True)  # (K, H, Q)
+    point = fq[..., levels.index(0.5)]
+    quantiles = {"model": fq}
+    if baselines and part == "test":
+        quantiles.update(statistical_quantiles(prep.statistical, values, at, H, levels))
+    return Scored(y, forecasts(model, prep, season, part, baselines, point), scale, quantiles)
+
+
+def interval_table(scored: list[Scored], levels: list[float]) -> dict:
+    """Each forecaster's quantile loss and interval coverage and width over the points of every
+    scored series (a statistical model only where it has forecasts at every point)."""
+    out = {}
+    for name in scored[0].quantiles:
+        y = np.concatenate([s.y.ravel() for s in scored])
+        f = np.concatenate([s.quantiles[name].reshape(-1, len(levels)) for s in scored])
+        if np.isfinite(f).all():
+            out[name] = score(y[:, None], f[:, None, :], levels)
+    return out
+
+
+def pooled_metrics(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> dict:
+    """Metrics over the points of several series (or folds) together, parts (y, f, scale);
+    MASE with each part's own scale."""
+    y = np.concatenate([p[0].ravel() for p in parts])
+    f = np.concatenate([p[1].ravel() for p in parts])
+    m = metrics(y[None, :], f[None, :], 0.0)
+    if all(p[2] > 0 for p in parts):
+        m["mase"] = float(np.concatenate([np.abs(a - b).ravel() / c for a, b, c in parts]).mean())
+    return m
+
+
 def evaluate(
     model: Forecaster, prep: Prepared, season: int, part: str = "test", baselines: bool = True
 ) -> dict:
     """Metrics of the model and the baselines on one part; JSON-ready."""
-    y = prep.raw(part)[1]  # (K, H)
-    scale = mase_scale(prep.series.values[: prep.parts.n_train], season)
-    table = {
-        name: metrics(y, f, scale)
-        for name, f in forecasts(model, prep, season, part, baselines).items()
-    }
+    scored = score_part(model, prep, season, part, baselines)
+    y, scale = scored.y, scored.scale
+    table = {name: metrics(y, f, scale) for name, f in scored.forecasts.items()}
+    levels = model.config.quantiles
+    extra = {"intervals": interval_table([scored], levels)} if levels else {}
     return {
         "metrics": table,
+        **extra,
         "best": best_by_mae(table),
         "split": part,
         "windows": int(len(y)),
@@ -152,3 +233,63 @@ def _fmt(v: float | None, width: int) -> str:
     if v is None or not math.isfinite(v):
         return f"{'n/a':>{width}}"
     return f"{v:>{width}.4g}"
+
+
+def evaluate_pool(model: Forecaster, pool, season: int, baselines: bool = True) -> dict:
+    """`evaluate` of every series of a pool (pool.py) on its test part, and the metrics pooled
+    over all their test points (MASE: each error over its own series' scale); JSON-ready."""
+    scored = {m.series.id: score_part(model, m, season, "test", baselines) for m in pool.members}
+    per = {}
+    for key, sc in scored.items():
+        per[key] = {name: metrics(sc.y, f, sc.scale) for name, f in sc.forecasts.items()}
+    names = [
+        n
+        for n in next(iter(scored.values())).forecasts
+        if all(n in sc.forecasts for sc in scored.values())
+    ]
+    table = {n: pooled_metrics([(sc.y, sc.forecasts[n], sc.scale) for sc in scored.values()])
+             for n in names}  # fmt: skip
+    levels = model.config.quantiles
+    result: dict = {"metrics": table, "best": best_by_mae(table)}
+    if levels:
+        result["intervals"] = interval_table(list(scored.values()), levels)
+        result["series_intervals"] = {k: interval_table([sc], levels) for k, sc in scored.items()}
+    H = pool.members[0].horizon
+    result.update({
+        "series": per,
+        "best_per_series": {k: best_by_mae(t) for k, t in per.items()},
+        "skipped": pool.skipped,
+        "split": "test",
+        "windows": int(sum(len(sc.y) for sc in scored.values())),
+        "points": int(sum(sc.y.size for sc in scored.values())),
+        "horizon": H,
+        "season": season,
+        "base": pool.members[0].base,
+    })  # fmt: skip
+    return result
+
+
+def format_intervals(intervals: dict) -> str:
+    """The intervals' table: per forecaster the quantile loss, then each interval's coverage and
+    width (percent keys, e.g. "80")."""
+    percents = [k for k in next(iter(intervals.values())) if k != "quantile_loss"]
+    head = f"{'intervals':<16}{'qloss':>12}" + "".join(
+        f"{f'{p}% cover':>12}{f'{p}% width':>12}" for p in percents
+    )
+    lines = [head]
+    for name, row in intervals.items():
+        cells = [_fmt(row["quantile_loss"], 12)]
+        for p in percents:
+            cells += [f"{100 * row[p]['coverage']:>11.1f}%", _fmt(row[p]["width"], 12)]
+        lines.append(f"{name:<16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_series(result: dict) -> str:
+    """One row per series: its MAE for each forecaster, and the winner."""
+    names = list(result["metrics"])
+    lines = [f"{'series':<16}" + "".join(f"{n[:15]:>16}" for n in names) + "   (MAE)  best"]
+    for key, table in result["series"].items():
+        cells = "".join(_fmt(table[n]["mae"], 16) if n in table else f"{'':>16}" for n in names)
+        lines.append(f"{key[:15]:<16}{cells}   {result['best_per_series'][key]}")
+    return "\n".join(lines)

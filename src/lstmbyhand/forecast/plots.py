@@ -85,18 +85,28 @@ def forecast(
     time, values, future_time, future, title: str, path: str | Path, protected: Iterable[Path] = ()
 ) -> None:
     """History (N,) and forecast (S,) against their time stamps."""
-    fig = Figure(figsize=(8, 3.5))
-    ax = fig.subplots()
-    ax.plot(time, values, label="history", color="C0")
-    ax.plot(
-        np.concatenate([time[-1:], future_time]),
-        np.concatenate([values[-1:], future]),
-        label="forecast",
-        color="C1",
-        ls="--",
-    )
-    ax.set_title(title)
-    ax.legend()
+    forecasts([(title, time, values, future_time, future, None)], path, protected)
+
+
+def forecasts(panels: list[tuple], path: str | Path, protected: Iterable[Path] = ()) -> None:
+    """One axis per series, stacked: (title, time (N,), history (N,), future time (S,), forecast
+    (S,), band) with band None or (label, lower (S,), upper (S,)): the interval, shaded."""
+    fig = Figure(figsize=(8, 3.5 * len(panels)))
+    axes = np.atleast_1d(fig.subplots(len(panels), 1))
+    for ax, (title, time, values, future_time, future, band) in zip(axes, panels, strict=True):
+        ax.plot(time, values, label="history", color="C0")
+        ax.plot(
+            np.concatenate([time[-1:], future_time]),
+            np.concatenate([values[-1:], future]),
+            label="forecast",
+            color="C1",
+            ls="--",
+        )
+        if band is not None:
+            label, lower, upper = band
+            ax.fill_between(future_time, lower, upper, color="C1", alpha=0.25, label=label)
+        ax.set_title(title)
+        ax.legend()
     fig.autofmt_xdate()
     _save(fig, path, protected)
 

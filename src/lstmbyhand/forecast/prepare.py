@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from lstmbyhand.forecast.baselines import Statistical
-from lstmbyhand.forecast.config import TrainSettings
+from lstmbyhand.forecast.config import ModelConfig, TrainSettings
 from lstmbyhand.forecast.data import Series, read_series
+from lstmbyhand.forecast.features import Covariates, CovariateScaler, calendar
 from lstmbyhand.forecast.scaling import Scaler
 from lstmbyhand.forecast.windows import Split, make_split, split_origins, windows
 
@@ -33,6 +34,8 @@ class Prepared:
     base: str = "none"  # ModelConfig.base
     season: int = 0
     outputs: int = 0  # the network's forecasts per pass (ModelConfig.outputs); 0: the horizon
+    covariates: Covariates | None = None  # scaled (features.py); None: the target alone
+    covariate_scaler: CovariateScaler | None = None  # fitted on the train part
     statistical: Statistical = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -55,16 +58,22 @@ class Prepared:
         """Raw inputs (K, W) and targets (K, steps(part)) of one part, in original units."""
         return windows(self.series.values, self.origins[part], self.window, self.steps(part))
 
-    def inputs(self, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """The network's inputs for origins `at` (K,) of `values`: the scaled window, then (with a
-        base) the base's O forecasts scaled the same way: (K, W [+ O])."""
+    def inputs(
+        self, values: np.ndarray, at: np.ndarray, since: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The network's inputs for origins `at` (K,) of `values`: the scaled window, then the
+        covariates of its W steps (features.py; observed up to `since` (K,), default `at`), then
+        (with a base) the base's O forecasts scaled like the window: (K, W [+ W·F] [+ O])."""
         x = windows(values, at, self.window, 0)[0]  # (K, W)
-        xs = self.scaler.transform(x)  # (K, W)
-        if self.base == "none":
-            return xs
-        shift, scale = self.scaler.reference(x)  # (K, 1) each
-        base = self.statistical.base(self.base, values, at, self.outputs)  # (K, O)
-        return np.concatenate([xs, (base - shift) / scale], axis=1)
+        parts = [self.scaler.transform(x)]  # (K, W)
+        if self.covariates is not None:
+            rows = self.covariates.rows(at, at if since is None else since, self.window)
+            parts.append(rows.reshape(len(at), -1))  # (K, W·F), step by step
+        if self.base != "none":
+            shift, scale = self.scaler.reference(x)  # (K, 1) each
+            base = self.statistical.base(self.base, values, at, self.outputs)  # (K, O)
+            parts.append((base - shift) / scale)
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def tensors(self, part: str, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part."""
@@ -80,20 +89,40 @@ def load_series(
     return read_series(data or s.data, s.target, s.time, s.fill, column_hint)
 
 
-def prepare(s: TrainSettings, series: Series, scaler: Scaler | None = None) -> Prepared:
-    """Split (before windowing), fit the scaler on the train part unless one is given, window.
+def covariates_of(
+    m: ModelConfig, series: Series, n_train: int, scaler: CovariateScaler | None = None
+) -> tuple[Covariates | None, CovariateScaler | None]:
+    """The series' covariates scaled (the scaler fitted on its first n_train rows unless given)."""
+    if not m.features:
+        return None, None
+    raw = series.covariates if series.covariates is not None else np.zeros((len(series), 0))
+    if scaler is None and raw.shape[1]:
+        scaler = CovariateScaler.fit(raw[:n_train])
+    z = scaler.transform(raw) if scaler is not None else raw  # (N, Cp + Cf)
+    Cp = len(m.past_covariates)
+    future = np.concatenate([z[:, Cp:], calendar(series.time, m.calendar, series.time_column)], 1)
+    return Covariates(z[:, :Cp], future), scaler
+
+
+def prepare(
+    s: TrainSettings,
+    series: Series,
+    scaler: Scaler | None = None,
+    covariate_scaler: CovariateScaler | None = None,
+) -> Prepared:
+    """Split (before windowing), fit the scalers on the train part unless given, window.
 
     The season: `s.season`, or when None the one the time column's frequency suggests if it is
     shorter than the training part (else 0)."""
     split = make_split(len(series), s.window, s.horizon, s.val_fraction, s.test_fraction)
     if scaler is None:
         scaler = Scaler.fit(s.scaling, series.values[: split.n_train])
+    covariates, covariate_scaler = covariates_of(s, series, split.n_train, covariate_scaler)
     model = s.model
     origins = split_origins(split, s.window, model.outputs)  # a recursive network learns one step
     origins["test"] = split_origins(split, s.window, s.horizon)["test"]  # scored at the horizon
     season = s.season
     if season is None:
         season = series.season if series.season < split.n_train else 0
-    return Prepared(
-        series, split, scaler, origins, s.window, s.horizon, s.base, season, model.outputs
-    )
+    return Prepared(series, split, scaler, origins, s.window, s.horizon, s.base, season,
+                    model.outputs, covariates, covariate_scaler)  # fmt: skip

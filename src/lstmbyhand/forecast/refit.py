@@ -27,9 +27,10 @@ from lstmbyhand.forecast import checkpoint
 from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import TrainSettings
 from lstmbyhand.forecast.data import Series
-from lstmbyhand.forecast.model import Forecaster
+from lstmbyhand.forecast.model import Forecaster, zero_head
 from lstmbyhand.forecast.optim import Adam
-from lstmbyhand.forecast.prepare import Prepared
+from lstmbyhand.forecast.pool import Pool, Scalers, scalers_from
+from lstmbyhand.forecast.prepare import Prepared, covariates_of
 from lstmbyhand.forecast.rundir import REFIT, REFIT_STATE, RunDir, check_layout, finite_or_refuse
 from lstmbyhand.forecast.scaling import Scaler
 from lstmbyhand.forecast.signals import StopSignals
@@ -39,23 +40,26 @@ TARGET_KEYS = ("epochs", "kept", "length", "sha256", "scaler")  # what a refit i
 
 
 def whole(s: TrainSettings, series: Series, season: int) -> Prepared:
-    """The whole series as the training part: every window of all N values, scaler fitted on all."""
+    """The whole series as the training part: every window of all N values, scalers fitted on
+    all."""
     n = len(series)
     split = Split(n, 0, 0)
     origins = split_origins(split, s.window, s.model.outputs)  # val and test: none
     scaler = Scaler.fit(s.scaling, series.values)
+    covariates, covariate_scaler = covariates_of(s, series, n)
     return Prepared(series, split, scaler, origins, s.window, s.horizon, s.base, season,
-                    s.model.outputs)  # fmt: skip
+                    s.model.outputs, covariates, covariate_scaler)  # fmt: skip
 
 
-def zero_head(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The base forecast itself: the network's residual head zeroed (as `model.select` does)."""
-    return {k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in weights.items()}
+def whole_pool(s: TrainSettings, pool: Pool) -> Pool:
+    """Every series of the pool whole (`whole`), the skipped ones still left out."""
+    members = [whole(s, m.series, pool.season) for m in pool.members]
+    return Pool(members, pool.panel, pool.skipped)
 
 
 def fit(
     s: TrainSettings,
-    prep: Prepared,
+    prep: Pool,
     epochs: int,
     state: tuple[dict, dict] | None = None,
     save=None,
@@ -96,11 +100,19 @@ def pack(model: Forecaster, optimizer: Adam, progress: Progress) -> tuple[dict, 
     return checkpoint.pack(model, current, optimizer, progress)
 
 
-def target(s: TrainSettings, series: Series, epochs: int, kept: str) -> dict:
-    """What the refit of this run must be: the epoch count, the selection, the data, the scaler."""
-    scaler = Scaler.fit(s.scaling, series.values).to_dict()
-    return {"epochs": epochs, "kept": kept, "length": len(series), "sha256": series.sha256,
+def target(s: TrainSettings, pool: Pool, epochs: int, kept: str) -> dict:
+    """What the refit of this run must be: the epoch count, the selection, the data, the scalers
+    (one series without covariates: its scaler; else every series' scalers, by id)."""
+    refit = whole_pool(s, pool)
+    one = refit.members[0]
+    scaler = one.scaler.to_dict() if not _many(s, pool) else refit.scalers_dict()
+    length = len(one.series) if not _many(s, pool) else sum(len(m.series) for m in refit.members)
+    return {"epochs": epochs, "kept": kept, "length": length, "sha256": pool.panel.sha256,
             "scaler": scaler}  # fmt: skip
+
+
+def _many(s: TrainSettings, pool: Pool) -> bool:
+    return pool.panel.layout != "single" or bool(s.model.features)
 
 
 def is_done(run: RunDir, goal: dict) -> bool:
@@ -112,7 +124,7 @@ def is_done(run: RunDir, goal: dict) -> bool:
 
 
 def refit(
-    run: RunDir, s: TrainSettings, series: Series, season: int, goal: dict, signals: StopSignals
+    run: RunDir, s: TrainSettings, pool: Pool, goal: dict, signals: StopSignals
 ) -> dict[str, torch.Tensor]:
     """Refit into `run` (continuing refit-state.safetensors when it is for `goal`); rank 0 only."""
     state = None
@@ -125,29 +137,34 @@ def refit(
         with signals.deferred():
             run.write_refit_state(tensors, {**meta, **goal})
 
-    prep = whole(s, series, season)
+    prep = whole_pool(s, pool)
     weights, _ = fit(s, prep, goal["epochs"], state, save)
     if goal["kept"] == "base":
-        weights = zero_head(weights)
+        weights = zero_head(s.model, weights)
     with signals.deferred():
         run.write_refit(weights, goal)
     return weights
 
 
-def load_refit(model: Forecaster, run: RunDir) -> Scaler:
-    """Fill `model` from refit.safetensors (checked like the weights); return its scaler."""
+def load_refit(model: Forecaster, run: RunDir, covariates: int) -> Scalers:
+    """Fill `model` from refit.safetensors (checked like the weights); return its scalers by
+    series id (`covariates`: the covariate columns the run reads)."""
     tensors, meta = run.read_refit()
     where = run.file(REFIT)
     check_layout(tensors, model.state_dict(), where, "refit weights")
     finite_or_refuse(tensors, where, "refit weights")
     try:
-        scaler = Scaler.from_dict(meta["scaler"], str(where))
+        saved = meta["scaler"]
+        if "series" in saved:
+            scalers = scalers_from(saved["series"], covariates, str(where))
+        else:
+            scalers = {"": (Scaler.from_dict(saved, str(where)), None)}
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, UserError):
             raise
         raise UserError(f"{where} has no valid scaler; train --resume --refit again") from None
     model.load_state_dict(tensors)
-    return scaler
+    return scalers
 
 
 def describe(meta: dict) -> str:

@@ -2,10 +2,12 @@
 
     model, settings, config, prepared = open_run("runs/air", data=None)
     config.settings, config.season, config.scaler ...     # the typed `RunConfig`
+    model, settings, config, pool = open_pool("runs/stores")  # any run: every series (pool.py)
 
 Every file is checked before use (integrity, run id, format, dtypes, shapes, finite weights; see
 rundir.py). `data` replaces the run's data file (same columns expected); the run's scaler is kept,
-so the network sees inputs in the units it was trained on.
+so the network sees inputs in the units it was trained on. A series whose id the run does not
+know is refused (its scaler would be a guess); the run's series missing from `data` are left out.
 """
 
 from __future__ import annotations
@@ -18,18 +20,31 @@ import torch
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster
-from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
+from lstmbyhand.forecast.panel import Panel
+from lstmbyhand.forecast.pool import Pool, Scalers, load_panel, prepare_pool, run_scalers
+from lstmbyhand.forecast.prepare import Prepared, covariates_of
 from lstmbyhand.forecast.rundir import CONFIG, REFIT, WEIGHTS, RunDir, load_model_weights
-from lstmbyhand.forecast.scaling import Scaler
 
 
 def open_run(
     path: str | Path, data: str | None = None, split: bool = True
 ) -> tuple[Forecaster, TrainSettings, RunConfig, Prepared]:
-    """The run's model (eval mode, CPU), settings, config and its data, prepared.
+    """The run's model (eval mode, CPU), settings, config and its one series, prepared.
 
     split=False skips the train/val/test split (forecast and inspect only need the series).
+    A run of many series: `open_pool`.
     """
+    model, settings, config, pool = open_pool(path, data, split)
+    if len(pool.members) > 1 or pool.panel.layout != "single":
+        raise UserError(f"{path} is a run of many series; open it with open_pool")
+    return model, settings, config, pool.members[0]
+
+
+def open_pool(
+    path: str | Path, data: str | None = None, split: bool = True, scalers: Scalers | None = None
+) -> tuple[Forecaster, TrainSettings, RunConfig, Pool]:
+    """The run's model (eval mode, CPU), settings, config and every series, prepared with the
+    run's scalers (or `scalers`, by id: the refit's)."""
     run = RunDir(path)
     run.require(CONFIG, WEIGHTS)
     config = RunConfig.from_dict(run.read_config(), str(run.file(CONFIG)))
@@ -38,7 +53,7 @@ def open_run(
     if settings.time is None:
         settings.time = ""  # none was used: do not guess one from other data
     try:
-        scaler = Scaler.from_dict(config.scaler, str(run.file(CONFIG)))
+        scalers = scalers or run_scalers(config, str(run.file(CONFIG)))
         settings.data = str(config.data.get("path", settings.data))  # absolute: any cwd
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, UserError):
@@ -55,45 +70,80 @@ def open_run(
         model = Forecaster(config.model)
     load_model_weights(model, run)
     model.eval()
-    columns = " and ".join(repr(c) for c in (settings.target, settings.time) if c)
-    series = load_series(settings, data, f"the run was trained on {columns}: give a CSV with them")
+    columns = [settings.id, settings.target, settings.time, *settings.past_covariates,
+               *settings.future_covariates]  # fmt: skip
+    named = " and ".join(repr(c) for c in columns if c)
+    panel = load_panel(settings, data, f"the run was trained on {named}: give a file with them")
+    panel = known_series(panel, scalers, data or settings.data, config)
     if not split:
-        if len(series) < settings.window:
+        short = [x for x in panel.series if len(x) < settings.window]
+        if short:
+            which = f" (series {short[0].id!r})" if short[0].id else ""
             raise UserError(
-                f"{data or settings.data} has {len(series)} values; the run needs at least "
-                f"{settings.window} (its --window) to forecast"
+                f"{data or settings.data} has {len(short[0])} values{which}; the run needs at "
+                f"least {settings.window} (its --window) to forecast"
             )
-        return model, settings, config, _unsplit(series, scaler, settings)
-    prepared = prepare(settings, series, scaler)
-    if config.season >= prepared.parts.n_train:
-        raise UserError(
-            f"{data or settings.data} leaves {prepared.parts.n_train} values for the training part, "
-            f"not more than the run's season {config.season}; use a longer series"
+        members = [_unsplit(x, scalers[x.id], settings) for x in panel.series]
+        return model, settings, config, Pool(members, panel, skipped_of(config))
+    pool = prepare_pool(settings, panel, scalers)
+    pool.skipped = skipped_of(config)
+    for member in pool.members:
+        if config.season >= member.parts.n_train:
+            raise UserError(
+                f"{data or settings.data} leaves {member.parts.n_train} values for the training "
+                f"part, not more than the run's season {config.season}; use a longer series"
+            )
+    return model, settings, config, pool
+
+
+def known_series(panel: Panel, scalers: Scalers, where: str, config: RunConfig) -> Panel:
+    """The panel's series that the run knows (by id); an id it does not know is refused."""
+    if panel.layout == "single" and config.panel is None:
+        panel.series[0].id = ""
+        return panel
+    skipped = config.panel.get("skipped", {}) if config.panel else {}
+    panel.series = [x for x in panel.series if x.id not in skipped]  # too short when trained
+    unknown = [x.id for x in panel.series if x.id not in scalers]
+    if unknown:
+        known = ", ".join(repr(k) for k in list(scalers)[:8]) + (
+            ", ..." if len(scalers) > 8 else ""
         )
-    return model, settings, config, prepared
+        raise UserError(
+            f"series {unknown[0]!r} in {where} is not one the run was trained on "
+            f"({len(unknown)} unknown); the run knows {known}: give only those series"
+        )
+    return panel
+
+
+def skipped_of(config: RunConfig) -> dict[str, int]:
+    """The series the run skipped as too short (id -> length)."""
+    return dict(config.panel.get("skipped", {})) if config.panel else {}
 
 
 def open_for_forecast(
     path: str | Path, data: str | None = None
-) -> tuple[Forecaster, TrainSettings, RunConfig, Prepared, str]:
-    """`open_run` without a split, with the refit weights (and their scaler, fitted on the whole
+) -> tuple[Forecaster, TrainSettings, RunConfig, Pool, str]:
+    """`open_pool` without a split, with the refit weights (and their scalers, fitted on the whole
     series) when the run has them; the last item says which weights were used, in words."""
     from lstmbyhand.forecast.refit import describe, load_refit
 
-    model, settings, config, prep = open_run(path, data, split=False)
     run = RunDir(path)
+    model, settings, config, pool = open_pool(path, data, split=False)
     if not run.file(REFIT).is_file():
         return (
             model,
             settings,
             config,
-            prep,
+            pool,
             f"{WEIGHTS} (trained on the first {config.split['n_train']} values, not refit)",
         )
-    prep.scaler = load_refit(model, run)
+    columns = len(settings.past_covariates) + len(settings.future_covariates)
+    scalers = load_refit(model, run, columns)
     model.eval()
+    pool = Pool([_unsplit(m.series, scalers[m.series.id], settings) for m in pool.members],
+                pool.panel, {})  # fmt: skip
     meta = run.read_refit()[1]
-    return model, settings, config, prep, f"{REFIT} ({describe(meta)})"
+    return model, settings, config, pool, f"{REFIT} ({describe(meta)})"
 
 
 def _regular(path: str) -> bool:
@@ -103,7 +153,9 @@ def _regular(path: str) -> bool:
         return False
 
 
-def _unsplit(series, scaler: Scaler, settings: TrainSettings) -> Prepared:
+def _unsplit(series, scalers, settings: TrainSettings) -> Prepared:
     season = int(settings.season or 0)
+    scaler, covariate_scaler = scalers
+    covariates, _ = covariates_of(settings, series, len(series), covariate_scaler)
     return Prepared(series, None, scaler, {}, settings.window, settings.horizon, settings.base, season,
-                    settings.outputs)  # fmt: skip
+                    settings.outputs, covariates, covariate_scaler)  # fmt: skip

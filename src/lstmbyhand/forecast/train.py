@@ -37,7 +37,7 @@ from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster, select
 from lstmbyhand.forecast.optim import Adam
-from lstmbyhand.forecast.prepare import Prepared, load_series, prepare
+from lstmbyhand.forecast.pool import Pool, load_panel, prepare_pool, run_scalers
 from lstmbyhand.forecast.rundir import (
     CONFIG,
     LOSS_PLOT,
@@ -46,13 +46,29 @@ from lstmbyhand.forecast.rundir import (
     check_layout,
     finite_or_refuse,
 )
-from lstmbyhand.forecast.scaling import Scaler
 from lstmbyhand.forecast.signals import STOP, StopSignals
 
 
-def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over batch and horizon: pred, target (B, H) -> ()."""
-    return torch.mean((pred - target) ** 2)
+def loss_fn(
+    pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error over batch and horizon, pred, target (B, H) -> (); with quantile
+    levels, pred (B, H, Q), the mean pinball loss (see `errors`)."""
+    return torch.mean(errors(pred, target, levels))
+
+
+def errors(
+    pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-point losses: (ŷ - y)² for pred (B, H); for quantile forecasts pred (B, H, Q) of the
+    levels q (Q,), the pinball loss
+
+        L_q(y, ŷ_q) = max(q (y - ŷ_q), (q - 1)(y - ŷ_q))            -> (B, H, Q)
+    """
+    if levels is None:
+        return (pred - target) ** 2
+    e = target.unsqueeze(-1) - pred  # (B, H, Q)
+    return torch.maximum(levels * e, (levels - 1) * e)
 
 
 class Trainer:
@@ -69,6 +85,8 @@ class Trainer:
         self.model, self.optimizer = model, optimizer
         self.loader, (self.val_x, self.val_y) = data  # val: (K, W), (K, H), this rank's share
         self.clip, self.device = clip, device
+        q = getattr(model, "module", model).config.quantiles  # type: ignore[union-attr]  # DDP's
+        self.levels = torch.tensor(q, dtype=torch.float32, device=device) if q else None
 
     def train_epoch(self, epoch: int) -> float:
         """Mean training loss over the epoch's batches. Raises FloatingPointError on NaN/inf."""
@@ -79,7 +97,8 @@ class Trainer:
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, windows
         for b, (x, y) in enumerate(self.loader, start=1):
             x, y = x.to(self.device), y.to(self.device)  # (B, W), (B, H)
-            loss = loss_fn(self.model(x), y)
+            pred = self.model(x)  # (B, H [, Q])
+            loss = loss_fn(pred, y) if self.levels is None else loss_fn(pred, y, self.levels)
             if not distributed.all_true(bool(torch.isfinite(loss)), self.device):  # all ranks stop
                 raise FloatingPointError(f"training loss became {loss.item()} at batch {b}")
             self.optimizer.zero_grad()
@@ -101,8 +120,9 @@ class Trainer:
         x, y = self.val_x.to(self.device), self.val_y.to(self.device)
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         if len(x):
-            sums[0] = ((self.model(x) - y) ** 2).sum().double()
-            sums[1] = y.numel()
+            err = errors(self.model(x), y, self.levels)  # (K, H [, Q])
+            sums[0] = err.sum().double()
+            sums[1] = err.numel()
         distributed.all_sum(sums)
         if sums[1] == 0:
             return None
@@ -120,6 +140,7 @@ class Result:
     world_size: int = 1
     removed: list[str] = field(default_factory=list)  # the old run's files `force` removed
     refit: dict | None = None  # refit.safetensors' metadata, when the run has a current refit
+    skipped: dict[str, int] = field(default_factory=dict)  # series too short: id -> length
 
 
 def versions() -> dict:
@@ -130,15 +151,29 @@ def versions() -> dict:
 
 
 def make_config(
-    run_id: str, s: TrainSettings, prep: Prepared, world_size: int, device: torch.device
+    run_id: str, s: TrainSettings, pool: Pool, world_size: int, device: torch.device
 ) -> RunConfig:
+    """The run's config: the data, split and scaler of its (first) series; with many series or
+    covariates, `panel` holds every series' own (see `RunConfig.panel`)."""
+    prep = pool.members[0]
     series = prep.series
     freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
     data = {"path": str(Path(s.data).resolve()), "sha256": series.sha256, "target": s.target,
             "time": series.time_column, "freq": freq, "length": len(series)}  # fmt: skip
-    split = {"n_train": prep.parts.n_train, "n_val": prep.parts.n_val, "n_test": prep.parts.n_test}
-    return RunConfig(run_id, s, data, split, prep.scaler.to_dict(), int(s.season or 0),
-                     str(device), world_size, versions())  # fmt: skip
+    panel = None
+    if pool.panel.layout != "single" or s.model.features:
+        rows = [{"id": m.series.id, "length": len(m.series), "split": split_dict(m),
+                 "scaler": m.scaler.to_dict(),
+                 "covariates": m.covariate_scaler.to_dict() if m.covariate_scaler else None}
+                for m in pool.members]  # fmt: skip
+        panel = {"layout": pool.panel.layout, "id": pool.panel.id_column, "series": rows,
+                 "skipped": pool.skipped}  # fmt: skip
+    return RunConfig(run_id, s, data, split_dict(prep), prep.scaler.to_dict(), int(s.season or 0),
+                     str(device), world_size, versions(), panel=panel)  # fmt: skip
+
+
+def split_dict(prep) -> dict:
+    return {"n_train": prep.parts.n_train, "n_val": prep.parts.n_val, "n_test": prep.parts.n_test}
 
 
 def read_run_config(run: RunDir) -> RunConfig:
@@ -247,16 +282,18 @@ def _train(
         merged["data"] = s.data  # the file given now (checked against the run's by content)
         s = TrainSettings.from_dict(merged)
         s.check()
-    series = load_series(s)
-    config = check_resume(run, s, given, series.sha256) if resume else None
-    prep = prepare(s, series, Scaler.from_dict(config.scaler) if config else None)
+    panel = load_panel(s)
+    config = check_resume(run, s, given, panel.sha256) if resume else None
+    prep = prepare_pool(s, panel, run_scalers(config, str(run.file(CONFIG))) if config else None)
     s.season = prep.season  # resolved from the time column when not given
-    if s.season >= prep.parts.n_train:
-        raise UserError(
-            f"--season {s.season} is not shorter than the training part ({prep.parts.n_train} "
-            f"of {len(series)} values): no season can be seen in it; pass a smaller --season, "
-            "or 0 for none"
-        )
+    for member in prep.members:
+        if s.season >= member.parts.n_train:
+            raise UserError(
+                f"--season {s.season} is not shorter than the training part "
+                f"({member.parts.n_train} of {len(member.series)} values"
+                + (f" of series {member.series.id!r}" if member.series.id else "")
+                + "): no season can be seen in it; pass a smaller --season, or 0 for none"
+            )
     device = distributed.choose_device(s.device)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
@@ -312,7 +349,7 @@ def _train(
             "the ranks ended with different weights; this is a bug, please report it"
         )
     chosen = best  # no validation part: the network (nothing to choose by)
-    if len(prep.origins["val"]):
+    if prep.count("val"):
         chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
     if is_main and chosen is not best:
         with signals.deferred():
@@ -321,8 +358,8 @@ def _train(
     done = None
     if is_main:
         kept = "network" if chosen is best else "base"
-        done = refit_step(run, s, series, prep.season, progress.best_epoch, kept, refit, signals)
-    return Result(run.path, progress, stopped_early, world_size, removed, done)
+        done = refit_step(run, s, prep, progress.best_epoch, kept, refit, signals)
+    return Result(run.path, progress, stopped_early, world_size, removed, done, prep.skipped)
 
 
 def weights_meta(progress: Progress) -> dict:
@@ -333,18 +370,18 @@ def weights_meta(progress: Progress) -> dict:
     return {"epoch": progress.best_epoch, "val_loss": best if math.isfinite(best) else None}
 
 
-def refit_step(run, s, series, season, epochs, kept, asked, signals) -> dict | None:
+def refit_step(run, s, pool, epochs, kept, asked, signals) -> dict | None:
     """Refit when `asked` or when an interrupted refit is waiting (refit-state.safetensors); drop
     a refit that no longer matches the run (e.g. after resuming with more epochs). Returns the
     refit's metadata, or None when the run has no current refit."""
     from lstmbyhand.forecast import refit as refitting
     from lstmbyhand.forecast.rundir import REFIT, REFIT_STATE
 
-    goal = refitting.target(s, series, epochs, kept)
+    goal = refitting.target(s, pool, epochs, kept)
     if refitting.is_done(run, goal):
         return goal
     if asked or run.file(REFIT_STATE).is_file():
-        refitting.refit(run, s, series, season, goal, signals)
+        refitting.refit(run, s, pool, goal, signals)
         return goal
     if run.file(REFIT).is_file():  # stale: the run's epoch count or selection changed
         with signals.deferred():
@@ -366,14 +403,14 @@ def check_state(
     finite_or_refuse(learned, where, "training state")
 
 
-def loaders(prep: Prepared, s: TrainSettings, rank: int, world_size: int):
+def loaders(prep: Pool, s: TrainSettings, rank: int, world_size: int):
     """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
     train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
     sampler: DistributedSampler = DistributedSampler(
         train_set, world_size, rank, shuffle=True, seed=s.seed
     )
     x, y = train_set.tensors
-    val_x, val_y = prep.tensors("val") if len(prep.origins["val"]) else (x[:0], y[:0])  # a refit
+    val_x, val_y = prep.tensors("val") if prep.count("val") else (x[:0], y[:0])  # a refit
     batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
     return DataLoader(train_set, batch_size=batch, sampler=sampler), (
         val_x[rank::world_size],

@@ -1,0 +1,132 @@
+"""Many series, one global network: each series prepared on its own, their windows pooled.
+
+    pool = prepare_pool(settings, read_panel(...))
+    pool.members[k]          # the `Prepared` of series k: its own split, scaler, base, covariates
+    pool.tensors("train")    # every member's training windows, one after the other
+
+Each series is split chronologically on its own (the fractions of its own length), its scaler and
+covariate scaler are fitted on its own training part, its statistical base on its own values
+before its test split. A series too short for the window and horizon is skipped (listed in
+`skipped`, with its length; the CLI prints them as a warning); a file whose every series is too
+short is refused. A file of one series is exactly `prepare`'s single series (its errors too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.config import RunConfig, TrainSettings
+from lstmbyhand.forecast.features import CovariateScaler
+from lstmbyhand.forecast.panel import Panel, read_panel
+from lstmbyhand.forecast.prepare import Prepared, prepare
+from lstmbyhand.forecast.scaling import Scaler
+from lstmbyhand.forecast.windows import fits, minimum_length, split_sizes
+
+Scalers = dict[str, tuple[Scaler, CovariateScaler | None]]  # series id -> its scalers
+
+
+@dataclass
+class Pool:
+    """The prepared series of one panel that are long enough, and the ids of those that are not."""
+
+    members: list[Prepared]
+    panel: Panel
+    skipped: dict[str, int]  # id -> length, too short for the window and horizon
+
+    @property
+    def season(self) -> int:
+        return self.members[0].season
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.series.id for m in self.members]
+
+    def count(self, part: str) -> int:
+        """Windows of a part, over all series."""
+        return sum(len(m.origins[part]) for m in self.members)
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every series' network inputs (K, ·) and scaled targets (K, O) of a part, concatenated."""
+        pairs = [m.tensors(part) for m in self.members if len(m.origins[part])]
+        if not pairs:
+            raise ValueError(f"expected windows in the {part} part, got none")
+        if len(pairs) == 1:
+            return pairs[0]
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+    def scalers_dict(self) -> dict:
+        """{"series": [{id, scaler, covariates}]}: every member's scalers, JSON-ready."""
+        return {"series": [
+            {"id": m.series.id, "scaler": m.scaler.to_dict(),
+             "covariates": m.covariate_scaler.to_dict() if m.covariate_scaler else None}
+            for m in self.members]}  # fmt: skip
+
+
+def skipped_line(s: TrainSettings, skipped: dict[str, int]) -> str:
+    """One line naming the series skipped as too short, with their lengths."""
+    need = minimum_length(s.window, s.horizon, s.val_fraction, s.test_fraction)
+    listed = ", ".join(f"{k!r} ({n})" for k, n in skipped.items())
+    return (f"skipped {len(skipped)} series too short for window {s.window} + horizon "
+            f"{s.horizon} (each needs at least {need} values): {listed}")  # fmt: skip
+
+
+def load_panel(s: TrainSettings, data: str | None = None, column_hint: str | None = None) -> Panel:
+    """The settings' data file (or `data`) read as `panel.read_panel` reads it."""
+    covariates = tuple(s.past_covariates + s.future_covariates)
+    return read_panel(data or s.data, s.target, s.time, s.id, s.fill, covariates, column_hint)
+
+
+def prepare_pool(s: TrainSettings, panel: Panel, scalers: Scalers | None = None) -> Pool:
+    """Prepare every series long enough for the settings (see the module docstring). `scalers`:
+    the run's, by id (evaluate, forecast); None: fitted on each training part."""
+    if panel.layout == "single":  # exactly one series, as before: its own errors
+        one = panel.series[0]
+        given = (scalers or {}).get(one.id, (None, None))
+        return Pool([prepare(s, one, *given)], panel, {})
+    short = {x.id: len(x) for x in panel.series if not _long_enough(s, len(x))}
+    if len(short) == len(panel.series):
+        need = minimum_length(s.window, s.horizon, s.val_fraction, s.test_fraction)
+        raise UserError(
+            f"every series in {panel.path} is too short for window {s.window} + horizon "
+            f"{s.horizon} (each needs at least {need} values; the longest has "
+            f"{max(short.values())}); use a smaller --window or --horizon"
+        )
+    kept = [x for x in panel.series if x.id not in short]
+    if s.season is None:  # the frequency's season, if every series' training part can hold it
+        season = kept[0].season
+        shortest = min(split_sizes(len(x), s.val_fraction, s.test_fraction).n_train for x in kept)
+        s = replace(s, season=season if season < shortest else 0)
+    members = []
+    for x in kept:
+        given = scalers.get(x.id, (None, None)) if scalers is not None else (None, None)
+        members.append(prepare(s, x, *given))
+    return Pool(members, panel, short)
+
+
+def run_scalers(config: RunConfig, where: str) -> Scalers:
+    """The scalers saved in a run's config, by series id (features.py, scaling.py)."""
+    if config.panel is None:
+        return {"": (Scaler.from_dict(config.scaler, where), None)}
+    columns = len(config.model.past_covariates) + len(config.model.future_covariates)
+    return scalers_from(config.panel.get("series"), columns, where)
+
+
+def scalers_from(rows: object, columns: int, where: str) -> Scalers:
+    """Scalers by id from the rows `Pool.scalers_dict` writes; any damage is one `UserError`."""
+    out: Scalers = {}
+    try:
+        for row in rows:  # type: ignore[attr-defined]
+            cov = row["covariates"]
+            cov = CovariateScaler.from_dict(cov, columns, where) if cov is not None else None
+            out[str(row["id"])] = (Scaler.from_dict(row["scaler"], where), cov)
+    except (KeyError, TypeError) as err:
+        raise UserError(f"{where}: the series' scalers are damaged ({err}); train again") from None
+    return out
+
+
+def _long_enough(s: TrainSettings, n: int) -> bool:
+    split = split_sizes(n, s.val_fraction, s.test_fraction)
+    return fits(split, s.window, s.horizon, s.val_fraction, s.test_fraction)
