@@ -31,7 +31,7 @@ def test_every_variant_runs_and_has_a_row(tmp_path, capsys):
     out = capsys.readouterr()
     rows = {line.split()[0]: line for line in out.out.splitlines()[2:10]}
     assert list(rows) == NAMES == list(VARIANTS)
-    assert rows["V"].split()[-2] == "1.000"  # the ratio column: V to itself
+    assert rows["V"].split()[-3] == "1.000"  # the ratio column: V to itself
     assert out.err.count("odyssey: seed") == 2 * len(NAMES)  # one progress line a run
     results = json.loads((tmp_path / "o" / RESULTS).read_text())
     summary = {s["variant"]: s for s in results["summary"]}
@@ -42,6 +42,9 @@ def test_every_variant_runs_and_has_a_row(tmp_path, capsys):
         assert s["mean"] == pytest.approx(statistics.mean(runs), rel=1e-12)
         assert s["std"] == pytest.approx(statistics.stdev(runs), rel=1e-12)
         assert s["ratio"] == pytest.approx(s["mean"] / summary["V"]["mean"], rel=1e-12)
+        cells = [r["largest_cell"] for r in results["runs"] if r["variant"] == name]
+        assert s["largest_cell"] == pytest.approx(statistics.mean(cells), rel=1e-12)
+        assert min(cells) > 0
         assert f"{s['mean']:.2f} ± {s['std']:.2f}" in rows[name]
     assert (tmp_path / "o" / PLOT).read_bytes().startswith(PNG_MAGIC)
 

@@ -6,7 +6,8 @@
 
 Trains each variant of `lstmbyhand.studies.odyssey` (V, NIG, NFG, NOG, NIAF, NOAF, NP, CIFG) from
 seeds 0 .. N-1, prints one row per variant (test RMSE mean ± sample std over the seeds, its ratio to
-V's mean; above 1 is worse than V) and writes into --out:
+V's mean, above 1 worse than V; the largest |c_t| the gate trace shows on the test contexts, mean
+over the seeds) and writes into --out:
 
     odyssey.png          test RMSE of every run by variant, and the mean training loss per epoch
     results.json         the settings, the seeds, every run and the summary
@@ -146,11 +147,12 @@ def write_out(out: Path, files: dict[str, bytes]) -> None:
 def table(study: Study) -> str:
     from lstmbyhand.studies.odyssey import VARIANTS
 
-    rows = [["variant", "what", "test RMSE (mean ± std)", "ratio to V", "s/run"]]
+    rows = [["variant", "what", "test RMSE (mean ± std)", "ratio to V", "max |c|", "s/run"]]
     for s in study.summaries():
         ratio = "-" if s.ratio is None else f"{s.ratio:.3f}"
         rmse = f"{s.mean:.2f} ± {s.std:.2f}"
-        rows.append([s.variant, VARIANTS[s.variant].what, rmse, ratio, f"{s.seconds:.1f}"])
+        cell, seconds = f"{s.largest_cell:.3g}", f"{s.seconds:.1f}"
+        rows.append([s.variant, VARIANTS[s.variant].what, rmse, ratio, cell, seconds])
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     rows.insert(1, ["-" * w for w in widths])
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

@@ -122,6 +122,7 @@ class Run:
     seed: int
     test_rmse: float
     train_loss: list[float]  # per epoch, mean over its batches
+    largest_cell: float  # max |c_t| over every step of every test context
     seconds: float
 
 
@@ -134,6 +135,7 @@ class Summary:
     mean: float
     std: float
     ratio: float | None  # None when V was not run
+    largest_cell: float  # mean over the seeds of each run's max |c_t|
     seconds: float  # mean seconds a run took
 
 
@@ -149,11 +151,11 @@ class Study:
         means = {}
         out = []
         for name in names:
-            rmse = [run.test_rmse for run in self.runs if run.variant == name]
-            seconds = [run.seconds for run in self.runs if run.variant == name]
-            means[name] = sum(rmse) / len(rmse)
-            spread = _sample_std(rmse)
-            out.append(Summary(name, rmse, means[name], spread, None, sum(seconds) / len(seconds)))
+            runs = [run for run in self.runs if run.variant == name]
+            rmse = [run.test_rmse for run in runs]
+            means[name] = _mean(rmse)
+            cell, seconds = _mean([r.largest_cell for r in runs]), _mean([r.seconds for r in runs])
+            out.append(Summary(name, rmse, means[name], _sample_std(rmse), None, cell, seconds))
         for summary in out:
             summary.ratio = summary.mean / means["V"] if "V" in means else None
         return out
@@ -171,10 +173,14 @@ class Study:
         }
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def _sample_std(values: list[float]) -> float:
     if len(values) < 2:
         return 0.0
-    mean = sum(values) / len(values)
+    mean = _mean(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
@@ -242,6 +248,13 @@ def score(model: Forecaster, task: Task) -> float:
     return ((forecast - task.test_y) ** 2).mean().sqrt().item()
 
 
+def largest_cell(model: Forecaster, task: Task) -> float:
+    """max |c_t| over every step of every test context, from the gate trace: how far the cell
+    state runs (without a forget gate it only adds up; without the output tanh h shows it)."""
+    trace = model.lstm.trace(task.test_x)[0][0]  # fields (L, M, H)
+    return trace.cell.abs().max().item()
+
+
 def train_one(name: str, seed: int, task: Task, settings: Settings) -> Run:
     """Train variant `name` from `seed` for `settings.epochs` epochs; test it."""
     start = time.perf_counter()
@@ -261,7 +274,8 @@ def train_one(name: str, seed: int, task: Task, settings: Settings) -> Run:
             optimizer.step()
             total += loss.item()
         losses.append(total / len(batches))
-    return Run(name, seed, score(model, task), losses, time.perf_counter() - start)
+    rmse, cell = score(model, task), largest_cell(model, task)
+    return Run(name, seed, rmse, losses, cell, time.perf_counter() - start)
 
 
 def run_study(
