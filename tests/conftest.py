@@ -1,10 +1,18 @@
-"""Test-suite settings: property tests explore new examples locally and replay a fixed set in CI."""
+"""Test-suite settings: one torch thread per test process; property tests explore new examples
+locally and replay a fixed set in CI."""
 
 import os
 
 import pytest
+import torch
 from helpers import torch_threads
 from hypothesis import settings
+
+# One intra-op thread in every test process (each xdist worker already has a core of its own): on the
+# 2-core machine two workers with two threads each spend most of their CPU spinning in OpenMP's
+# waits (measured: tests/nn/test_bptt.py's gradchecks take 104 s of CPU on 2 threads, 19 s on 1).
+# Tests of the threaded kernels set their thread count themselves (helpers.torch_threads).
+torch.set_num_threads(1)
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):

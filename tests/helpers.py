@@ -62,8 +62,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")  # the package under test
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """os.environ with the package under test first on PYTHONPATH (and `extra` set)."""
-    env = dict(os.environ, **extra)
+    """os.environ with the package under test first on PYTHONPATH, one OpenMP thread unless
+    OMP_NUM_THREADS is set (as in the test process: conftest.py), and `extra` set."""
+    env = {"OMP_NUM_THREADS": "1", **os.environ, **extra}
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
