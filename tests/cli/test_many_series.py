@@ -137,3 +137,16 @@ def test_covariates_are_restored_and_future_ones_required(tmp_path, capsys):
     one_line_error(capsys, ["forecast", str(run), "--data", str(tmp_path / "d.csv"), "--steps",
                             "4", "--future", str(tmp_path / "future.csv")],
                    "for 4 steps", "has 3")  # fmt: skip
+
+
+def test_backtest_cuts_every_series_and_pools_their_folds(tmp_path, capsys, macro3):
+    data, frame = macro3
+    out = tmp_path / "bt"
+    assert main(["backtest", data, "--folds", "2", *FAST[:-1], "--no-baselines", "--json",
+                 "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    cut = pd.read_csv(out / "fold-1.csv")
+    assert cut.groupby("unique_id").size().to_dict() == {"cpi": 68, "realgdp": 68, "unemp": 68}
+    assert [f["points"] for f in result["folds"]] == [36, 36] and result["series"] == 3
+    naive = [f["metrics"]["naive"]["mae"] for f in result["folds"]]
+    assert result["pooled"]["naive"]["mae"] == pytest.approx(np.mean(naive))

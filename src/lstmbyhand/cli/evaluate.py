@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate_pool,
         format_intervals,
         format_series,
+        format_series_intervals,
         format_table,
         verdict,
     )
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result))
     if "intervals" in result:
         print(format_intervals(result["intervals"]))
+        if many:
+            print(format_series_intervals(result))
     print(verdict(result))
     if many and pool.skipped:
         print(f"not evaluated (too short): {', '.join(map(repr, pool.skipped))}")

@@ -17,15 +17,20 @@ def add_parser(sub) -> None:
     p.add_argument("run", help="run directory written by `lstmbyhand train`")
     p.add_argument("--data", required=True, help="CSV whose last window to look at")
     p.add_argument("--plot", help="plot to write, .png, .svg, .pdf, ... (default: RUN/gates.png)")
+    p.add_argument("--series", help="the series to look at, by id (default: the first)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
     import torch
 
     from lstmbyhand.cli.threads import use_threads
+    from lstmbyhand.errors import UserError
     from lstmbyhand.forecast import plots
-    from lstmbyhand.forecast.restore import open_run
+    from lstmbyhand.forecast.restore import open_pool
     from lstmbyhand.forecast.rundir import RunDir
 
     use_threads(None)
@@ -34,11 +39,21 @@ def run(args: argparse.Namespace) -> int:
     inputs = [Path(args.data), *(rundir.path / n for n in rundir.own_files())]
     if args.plot:
         plots.check_plot(args.plot, "--plot", inputs)
-    model, settings, _, prep = open_run(args.run, args.data, split=False)
-    x = prep.series.values[-settings.window :][None, :]  # (1, W)
-    xs = torch.as_tensor(prep.scaler.transform(x), dtype=torch.float32)  # (1, W)
+    model, settings, _, pool = open_pool(args.run, args.data, split=False)
+    ids = [m.series.id for m in pool.members]
+    if args.series is not None and args.series not in ids:
+        raise UserError(f"--series: no series {args.series!r} in {args.data}; it has {ids[:8]}")
+    prep = pool.members[ids.index(args.series) if args.series is not None else 0]
+    last = len(prep.series) - 1  # the last window whose inputs are all known (future covariates:
+    if prep.covariates is not None:  # those of the step after it too)
+        last = int(min(last, prep.covariates.known() - 2))
+    window = replace(prep, base="none")  # the trace reads the window and its covariates only
+    x = window.inputs(prep.series.values, np.array([last]))  # (1, W + W·F)
+    xs = torch.as_tensor(x, dtype=torch.float32)
     traces = model.trace(xs)  # [layer][direction] -> GateTrace, fields (T, 1, H)
-    print(f"gate activations over the last {settings.window} values, mean (min..max) per gate:")
+    which = f" of series {prep.series.id!r}" if prep.series.id else ""
+    print(f"gate activations over the last {settings.window} values{which}, mean (min..max) per "
+          "gate:")  # fmt: skip
     for layer, per_direction in enumerate(traces):
         trace = per_direction[0]
         maps = {g: getattr(trace, g)[:, 0].detach().cpu().double().numpy() for g in GATES}  # (T, H)

@@ -293,3 +293,18 @@ def format_series(result: dict) -> str:
         cells = "".join(_fmt(table[n]["mae"], 16) if n in table else f"{'':>16}" for n in names)
         lines.append(f"{key[:15]:<16}{cells}   {result['best_per_series'][key]}")
     return "\n".join(lines)
+
+
+def format_series_intervals(result: dict) -> str:
+    """One row per series: each forecaster's coverage of each interval ("80% model", ...)."""
+    per = result["series_intervals"]
+    first = next(iter(per.values()))
+    cells = [(n, p) for n, row in first.items() for p in row if p != "quantile_loss"]
+    lines = [f"{'coverage':<16}" + "".join(f"{f'{p}% {n}'[:15]:>16}" for n, p in cells)]
+    for key, table in per.items():
+        row = "".join(
+            f"{100 * table[n][p]['coverage']:>15.1f}%" if n in table else f"{'n/a':>16}"
+            for n, p in cells
+        )
+        lines.append(f"{key[:15]:<16}{row}")
+    return "\n".join(lines)
