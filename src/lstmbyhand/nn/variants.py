@@ -224,21 +224,25 @@ class CellOptions:
                 params["ln_bias_c"].zero_()
 
     def masks(self, like: Tensor, T: int, B: int, H: int, P: int, training: bool) -> Masks:
-        """The masks of one sequence from torch's RNG: in training m ~ Bernoulli(1 - p) / (1 - p)
-        (B, P) and ζ ~ Bernoulli(p) at every step; in evaluation no dropout and zoneout's
-        expectation ζ = p."""
+        """The masks of one sequence from torch's RNG (uniform draws u in float32, compared): in
+        training m = [u < 1 - p] / (1 - p) (B, P) and ζ = [u < p] at every step; in evaluation no
+        dropout and zoneout's expectation ζ = p."""
         p_h, p_c = self.zoneout
         opts: dict = {"dtype": like.dtype, "device": like.device}
+
+        def bernoulli(shape: tuple[int, ...], p: float) -> Tensor:  # 1 with probability p
+            return (torch.rand(shape, device=like.device) < p).to(like.dtype)
+
         recurrent = None
         if training and self.recurrent_dropout > 0:
             keep = 1.0 - self.recurrent_dropout
-            recurrent = torch.empty(B, P, **opts).bernoulli_(keep) / keep
+            recurrent = bernoulli((B, P), keep) / keep
 
         def zone(p: float, width: int) -> Tensor | None:
             if p == 0:
                 return None
             if training:
-                return torch.empty(T, B, width, **opts).bernoulli_(p)
+                return bernoulli((T, B, width), p)
             return torch.full((T, B, width), p, **opts)
 
         return Masks(recurrent, zone(p_c, H), zone(p_h, P))

@@ -62,7 +62,7 @@ std::vector<at::Tensor> variant_forward_impl(
   const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);  // (H,) used
   const at::Tensor b_c = or_neutral(ln_c_b, x, "ln_bias_c", zeros_g);  // (H,) used
   const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();  // (B, P)
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : at::zeros({T_, B, H}, opts);
+  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
   const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();  // (T, B, P)
 
   // the cache, in variant_bptt.CACHE's order (LN entries empty without layer norm)
@@ -109,7 +109,8 @@ std::vector<at::Tensor> variant_forward_impl(
   T* rcs = ln ? rstd_c.data_ptr<T>() : rstd_junk.data_ptr<T>();
   T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
   T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
-  const T *whh = w_hh.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
+  const at::Tensor u_t = paneled_weights({w_hh});  // (P, G) in column panels (blas.h)
+  const T *uh = u_t.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *bs = bias.data_ptr<T>(), *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>();
   const T *gc = g_c.data_ptr<T>(), *bc = b_c.data_ptr<T>(), *zcs = zc.data_ptr<T>();
   const T* ms = masked ? m.data_ptr<T>() : nullptr;
@@ -121,8 +122,8 @@ std::vector<at::Tensor> variant_forward_impl(
     for (int64_t j = j0; j < n; ++j)  // F1: h_in = m ⊙ h_{t-1}
       for (int64_t k = 0; k < P; ++k)
         hin[(t * B + j) * P + k] = masked ? ms[j * P + k] * hs[j * P + k] : hs[j * P + k];
-    gemm<T>(false, true, n - j0, G, P, T(1), hin + (t * B + j0) * P, P, whh, P, T(0), zs + j0 * G,
-            G);  // (n - j0, G) F1: a_h = U h_in
+    gemm_panels<T>(n - j0, G, P, hin + (t * B + j0) * P, P, uh, zs + j0 * G,
+                   G);  // (n - j0, G) F1: a_h = U h_in
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       T* z = zs + j * G;
@@ -133,7 +134,7 @@ std::vector<at::Tensor> variant_forward_impl(
       } else {
         for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
       }
-      variant_cell_forward(H, v, z, ps, zcs + row * H, gc, bc, cs + j * H, gs + row * G,
+      variant_cell_forward(H, v, z, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
                            cps + row * H, cts + row * H, acts + row * H,
                            ln ? chats + row * H : chats + j * H, ln ? rcs + row : rcs + j,
                            rb + j * H);  // F2-F4
@@ -188,7 +189,7 @@ std::vector<at::Tensor> variant_backward_impl(
   const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);
   const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);
   const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : at::zeros({T_, B, H}, opts);
+  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
   const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();
   const char* names[] = {"gates", "h_in", "c_prev", "c_t", "act", "xhat_x",
                          "rstd_x", "xhat_h", "rstd_h", "chat", "rstd_c"};
@@ -247,7 +248,8 @@ std::vector<at::Tensor> variant_backward_impl(
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       variant_cell_backward(H, v, gs + row * G, cps + row * H, cts + row * H, acts + row * H,
-                            ln ? chats + row * H : chats, ln ? rcs[row] : T(1), ps, zcs + row * H,
+                            ln ? chats + row * H : chats, ln ? rcs[row] : T(1), ps,
+                            v.zoned_c ? zcs + row * H : zcs,
                             gc, dr + j * H, dcs + j * H, dzs + row * G, sums, sums + G,
                             sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
       if (ln) {
