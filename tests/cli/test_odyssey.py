@@ -41,6 +41,7 @@ def test_every_variant_runs_and_has_a_row(tmp_path, capsys):
         assert s["rmse"] == runs and len(runs) == 2 and all(math.isfinite(v) for v in runs)
         assert s["mean"] == pytest.approx(statistics.mean(runs), rel=1e-12)
         assert s["std"] == pytest.approx(statistics.stdev(runs), rel=1e-12)
+        assert s["median"] == pytest.approx(statistics.median(runs), rel=1e-12)
         assert s["ratio"] == pytest.approx(s["mean"] / summary["V"]["mean"], rel=1e-12)
         cells = [r["largest_cell"] for r in results["runs"] if r["variant"] == name]
         assert s["largest_cell"] == pytest.approx(statistics.mean(cells), rel=1e-12)

@@ -5,8 +5,8 @@
     lstmbyhand odyssey --json > results.json
 
 Trains each variant of `lstmbyhand.studies.odyssey` (V, NIG, NFG, NOG, NIAF, NOAF, NP, CIFG) from
-seeds 0 .. N-1, prints one row per variant (test RMSE mean ± sample std over the seeds, its ratio to
-V's mean, above 1 worse than V; the largest |c_t| the gate trace shows on the test contexts, mean
+seeds 0 .. N-1, prints one row per variant (test RMSE mean ± sample std and median over the seeds,
+the ratio of its mean to V's, above 1 worse than V; the largest |c_t| the gate trace shows on the test contexts, mean
 over the seeds) and writes into --out:
 
     odyssey.png          test RMSE of every run by variant, and the mean training loss per epoch
@@ -147,12 +147,12 @@ def write_out(out: Path, files: dict[str, bytes]) -> None:
 def table(study: Study) -> str:
     from lstmbyhand.studies.odyssey import VARIANTS
 
-    rows = [["variant", "what", "test RMSE (mean ± std)", "ratio to V", "max |c|", "s/run"]]
+    rows = [["variant", "what", "test RMSE mean ± std", "median", "ratio to V", "max |c|", "s/run"]]
     for s in study.summaries():
         ratio = "-" if s.ratio is None else f"{s.ratio:.3f}"
-        rmse = f"{s.mean:.2f} ± {s.std:.2f}"
+        rmse, middle = f"{s.mean:.2f} ± {s.std:.2f}", f"{s.median:.2f}"
         cell, seconds = f"{s.largest_cell:.3g}", f"{s.seconds:.1f}"
-        rows.append([s.variant, VARIANTS[s.variant].what, rmse, ratio, cell, seconds])
+        rows.append([s.variant, VARIANTS[s.variant].what, rmse, middle, ratio, cell, seconds])
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     rows.insert(1, ["-" * w for w in widths])
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

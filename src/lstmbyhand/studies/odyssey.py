@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from statistics import fmean, median, stdev
 
 import torch
 from torch import Tensor, nn
@@ -128,12 +129,14 @@ class Run:
 
 @dataclass
 class Summary:
-    """A variant's runs, summarized: mean and sample std of the test RMSE, ratio of means to V's."""
+    """A variant's runs, summarized: mean, sample std and median of the test RMSE, ratio of means
+    to V's."""
 
     variant: str
     rmse: list[float]
     mean: float
-    std: float
+    std: float  # 0 for one seed
+    median: float
     ratio: float | None  # None when V was not run
     largest_cell: float  # mean over the seeds of each run's max |c_t|
     seconds: float  # mean seconds a run took
@@ -153,9 +156,10 @@ class Study:
         for name in names:
             runs = [run for run in self.runs if run.variant == name]
             rmse = [run.test_rmse for run in runs]
-            means[name] = _mean(rmse)
-            cell, seconds = _mean([r.largest_cell for r in runs]), _mean([r.seconds for r in runs])
-            out.append(Summary(name, rmse, means[name], _sample_std(rmse), None, cell, seconds))
+            means[name] = fmean(rmse)
+            spread = stdev(rmse) if len(rmse) > 1 else 0.0
+            cell, seconds = fmean(r.largest_cell for r in runs), fmean(r.seconds for r in runs)
+            out.append(Summary(name, rmse, means[name], spread, median(rmse), None, cell, seconds))
         for summary in out:
             summary.ratio = summary.mean / means["V"] if "V" in means else None
         return out
@@ -171,17 +175,6 @@ class Study:
             "summary": [asdict(s) for s in self.summaries()],
             "runs": [asdict(r) for r in self.runs],
         }
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _sample_std(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    mean = _mean(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def load_sunspots() -> Tensor:
