@@ -463,9 +463,11 @@ def lstm_sequence(
         if onnx.exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
             return onnx.lstm_node(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   batch_sizes, reverse)  # fmt: skip
-        # one node in both grad modes (trace's check reruns under no_grad); dynamo cannot trace
-        # `Direction`, whose backward is itself a Function
-        return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
+        if torch.jit.is_tracing() or torch.compiler.is_exporting() or _differentiated(args):
+            # one node in both grad modes (trace's check reruns under no_grad); dynamo cannot
+            # trace `Direction`, whose backward is itself a Function
+            return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
+        # torch.compile without gradients (it guards on grad mode): no cache, as in eager
     if not _differentiated(args):
         return torch.ops.lstmbyhand.forward_inference(*args, batch_sizes, reverse)
     if torch._C._are_functorch_transforms_active():  # what autograd.Function.apply itself checks
