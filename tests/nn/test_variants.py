@@ -198,7 +198,9 @@ def test_one_step_by_hand_layer_norm():
 
     ax = [W_[q] * X for q in range(4)]
     ah = [U_[q] * H_PREV for q in range(4)]
-    zz = [p * gx[q] + r * gh[q] + B_[q] for q, (p, r) in enumerate(zip(ln(ax), ln(ah)))]
+    zz = [
+        p * gx[q] + r * gh[q] + B_[q] for q, (p, r) in enumerate(zip(ln(ax), ln(ah), strict=True))
+    ]
     i, f, g, o = sig(zz[0]), sig(zz[1]), math.tanh(zz[2]), sig(zz[3])
     c = f * C_PREV + i * g
     s = 0.0 * gc[0] + bc[0]  # LN of one unit: c - mean(c) = 0
@@ -208,12 +210,10 @@ def test_one_step_by_hand_layer_norm():
 
 def test_one_step_by_hand_regularizers():
     m, zc, zh = 2.0, 1.0, 0.0  # dropout kept h (1 / (1 - 0.5)); c zoned out (kept); h updated
-    i, f, g, o = sig(z(0, m * H_PREV)), sig(z(1, m * H_PREV)), math.tanh(z(2, m * H_PREV)), None
-    o = sig(z(3, m * H_PREV))
-    c = C_PREV  # ζ_c = 1: the cell keeps its previous value
-    assert one_step(Variant(), m=m, zeta_c=zc, zeta_h=zh) == pytest.approx(
-        (o * math.tanh(c), c), abs=1e-15
-    )
+    o = sig(z(3, m * H_PREV))  # the gates see m h_{t-1}
+    c = C_PREV  # ζ_c = 1: the cell keeps its previous value, whatever i, f and g are
+    got = one_step(Variant(), m=m, zeta_c=zc, zeta_h=zh)
+    assert got == pytest.approx((o * math.tanh(c), c), abs=1e-15)
     p_h, p_c = 0.25, 0.5  # evaluation: the expectation
     i, f, g, o = sig(z(0)), sig(z(1)), math.tanh(z(2)), sig(z(3))
     c = p_c * C_PREV + (1 - p_c) * (f * C_PREV + i * g)
