@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import TrainSettings
@@ -132,3 +133,29 @@ def test_problems_name_the_column_or_series(tmp_path):
     frame.to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(UserError, match="series 's1'.*repeats"):
         read_panel(tmp_path / "dup.csv", "sales", id="shop")
+
+
+@pytest.mark.parametrize("covariates", [[], ["price"]], ids=["joined values", "per series"])
+def test_windows_made_batch_by_batch_are_the_stacked_ones(tmp_path, monkeypatch, covariates):
+    """`Windows` (large pools) gives exactly `Pool.tensors`' rows, and training on it ends with
+    the same weights, bit for bit."""
+    from lstmbyhand.forecast import pool as pool_module
+    from lstmbyhand.forecast.rundir import RunDir
+    from lstmbyhand.forecast.train import train
+
+    long_frame((40, 30)).to_csv(tmp_path / "d.csv", index=False)
+    s = settings(tmp_path / "d.csv", past_covariates=covariates, hidden=3, epochs=2, patience=0)
+    pool = prepare_pool(s, load_panel(s))
+    x, y = pool.tensors("train")
+    lazy = pool_module.Windows(pool.members, "train")
+    pick = [len(x) - 1, 0, 25, 3, 24]  # across both series, out of order
+    bx, by = lazy.__getitems__(pick)
+    assert len(lazy) == len(x) and torch.equal(bx, x[pick]) and torch.equal(by, y[pick])
+    train(s, tmp_path / "stacked", quiet=True)
+    monkeypatch.setattr(pool_module, "LAZY_ABOVE", 0)
+    train(s, tmp_path / "lazy", quiet=True)
+    a, b = (
+        RunDir(tmp_path / "stacked").read_weights()[0],
+        RunDir(tmp_path / "lazy").read_weights()[0],
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -15,17 +15,83 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.features import CovariateScaler
 from lstmbyhand.forecast.panel import Panel, read_panel
 from lstmbyhand.forecast.prepare import Prepared, prepare
-from lstmbyhand.forecast.scaling import Scaler
+from lstmbyhand.forecast.scaling import Scaler, reference
 from lstmbyhand.forecast.windows import fits, minimum_length, split_sizes
 
 Scalers = dict[str, tuple[Scaler, CovariateScaler | None]]  # series id -> its scalers
+LAZY_ABOVE = 200_000  # training windows beyond which they are made batch by batch (`Windows`)
+
+
+class Windows(Dataset):
+    """A part's windows over every series, made batch by batch and never all at once.
+
+    Window i is window i - start_m of member m (the members' windows one after the other, as
+    `Pool.tensors` stacks them). The DataLoader hands `__getitems__` a batch of indices (e.g. a
+    DistributedSampler's); it returns that batch's (inputs (B, ·), targets (B, O)), each member's
+    rows made by `Prepared.tensors(part, rows=...)`: the same numbers as the stacked tensors."""
+
+    def __init__(self, members: list[Prepared], part: str) -> None:
+        self.members = [m for m in members if len(m.origins[part])]
+        self.part = part
+        self.starts = np.cumsum([0, *(len(m.origins[part]) for m in self.members)])  # (M + 1,)
+        first = self.members[0]
+        # the target alone (no base, no covariates): every batch in one go from the joined values
+        self.flat = first.base == "none" and first.covariates is None
+        if self.flat:
+            lengths = [len(m.series) for m in self.members]
+            self.values = np.concatenate([m.series.values for m in self.members])  # (ΣN,)
+            self.offset = np.cumsum([0, *lengths])[:-1]  # (M,) where each series starts
+            self.first = np.array([m.origins[part][0] for m in self.members])  # (M,)
+            self.center = np.array([m.scaler.center for m in self.members])  # (M,)
+            self.scale = np.array([m.scaler.scale for m in self.members])  # (M,)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        at = np.asarray(indices, dtype=np.int64)  # (B,)
+        which = np.searchsorted(self.starts, at, side="right") - 1  # (B,) member of each
+        if self.flat:
+            return self._flat(at, which)
+        order = np.argsort(which, kind="stable")  # grouped by member, then back in batch order
+        xs, ys = [], []
+        for m in np.unique(which):
+            rows = at[which == m] - self.starts[m]
+            x, y = self.members[m].tensors(self.part, rows=rows)
+            xs.append(x)
+            ys.append(y)
+        back = torch.as_tensor(np.argsort(order, kind="stable"))
+        return torch.cat(xs)[back], torch.cat(ys)[back]
+
+    def _flat(self, at: np.ndarray, which: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window at[i] of member which[i], scaled by its member's scaler, for all i at once:
+        `Prepared.tensors`' arithmetic on the joined values."""
+        first = self.members[0]
+        W, H = first.window, first.steps(self.part)
+        origin = self.offset[which] + self.first[which] + (at - self.starts[which])  # (B,)
+        x = self.values[origin[:, None] + np.arange(-W + 1, 1)]  # (B, W)
+        y = self.values[origin[:, None] + np.arange(1, H + 1)]  # (B, H)
+        shift, scale = reference(first.scaler.kind, x, self.center[which], self.scale[which])
+        xs, ys = (x - shift) / scale, (y - shift) / scale
+        return torch.as_tensor(xs, dtype=torch.float32), torch.as_tensor(ys, dtype=torch.float32)
+
+
+def batches(batch: list | tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DataLoader's collate for `Windows`: its batches come made."""
+    return batch  # type: ignore[return-value]
 
 
 @dataclass
@@ -56,6 +122,12 @@ class Pool:
         if len(pairs) == 1:
             return pairs[0]
         return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+    def dataset(self, part: str) -> Windows | TensorDataset:
+        """The part's windows: stacked tensors, or `Windows` (batch by batch) above LAZY_ABOVE."""
+        if self.count(part) > LAZY_ABOVE:
+            return Windows(self.members, part)
+        return TensorDataset(*self.tensors(part))
 
     def scalers_dict(self) -> dict:
         """{"series": [{id, scaler, covariates}]}: every member's scalers, JSON-ready."""

@@ -75,11 +75,15 @@ class Prepared:
             parts.append((base - shift) / scale)
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
-    def tensors(self, part: str, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part."""
-        x, y = self.raw(part)
+    def tensors(
+        self, part: str, dtype=torch.float32, rows: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part; `rows`:
+        only those of its windows (K = len(rows); pool.py's lazy batches)."""
+        at = self.origins[part] if rows is None else self.origins[part][rows]
+        x, y = windows(self.series.values, at, self.window, self.steps(part))
         ys = self.scaler.transform(x, y)[1]
-        xs = self.inputs(self.series.values, self.origins[part])
+        xs = self.inputs(self.series.values, at)
         return torch.as_tensor(xs, dtype=dtype), torch.as_tensor(ys, dtype=dtype)
 
 

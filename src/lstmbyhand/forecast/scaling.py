@@ -61,12 +61,7 @@ class Scaler:
 
     def reference(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shift and scale per window, (K, 1) each, for raw inputs x (K, W)."""
-        K = x.shape[0]
-        if self.kind == "global":
-            return np.full((K, 1), self.center), np.full((K, 1), self.scale)
-        if self.kind == "last":
-            return x[:, -1:], np.full((K, 1), self.scale)
-        return x.mean(axis=1, keepdims=True), np.maximum(x.std(axis=1), self.scale)[:, None]
+        return reference(self.kind, x, self.center, self.scale)
 
     def transform(self, x: np.ndarray, y: np.ndarray | None = None):
         """x (K, W) [, y (K, H)] -> x' (K, W) [, y' (K, H)] in the network's units."""
@@ -96,3 +91,18 @@ class Scaler:
     @classmethod
     def from_dict(cls, d: dict, where: str = "config.json") -> Scaler:
         return cls(str(d["kind"]), float(d["center"]), float(d["scale"])).checked(where)
+
+
+def reference(
+    kind: str, x: np.ndarray, center: float | np.ndarray, scale: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`Scaler.reference` for windows x (K, W) whose scalers may differ: center and scale one
+    number, or one per window (K,) (windows of many series at once, pool.Windows)."""
+    K = x.shape[0]
+    c = np.broadcast_to(np.reshape(center, (-1, 1)), (K, 1))
+    s = np.broadcast_to(np.reshape(scale, (-1, 1)), (K, 1))
+    if kind == "global":
+        return np.array(c), np.array(s)
+    if kind == "last":
+        return x[:, -1:], np.array(s)
+    return x.mean(axis=1, keepdims=True), np.maximum(x.std(axis=1), s[:, 0])[:, None]
