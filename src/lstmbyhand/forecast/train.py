@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from lstmbyhand.errors import TrainingStopped, UserError
@@ -37,7 +37,7 @@ from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster, select
 from lstmbyhand.forecast.optim import Adam
-from lstmbyhand.forecast.pool import Pool, load_panel, prepare_pool, run_scalers
+from lstmbyhand.forecast.pool import Pool, Windows, batches, load_panel, prepare_pool, run_scalers
 from lstmbyhand.forecast.rundir import (
     CONFIG,
     LOSS_PLOT,
@@ -405,14 +405,15 @@ def check_state(
 
 def loaders(prep: Pool, s: TrainSettings, rank: int, world_size: int):
     """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
-    train_set = TensorDataset(*prep.tensors("train"))  # (K, W), (K, H)
+    train_set = prep.dataset("train")  # (K, W), (K, H): stacked, or made batch by batch
     sampler: DistributedSampler = DistributedSampler(
         train_set, world_size, rank, shuffle=True, seed=s.seed
     )
-    x, y = train_set.tensors
+    x, y = train_set[0]
     val_x, val_y = prep.tensors("val") if prep.count("val") else (x[:0], y[:0])  # a refit
     batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
-    return DataLoader(train_set, batch_size=batch, sampler=sampler), (
+    made = batches if isinstance(train_set, Windows) else None  # its batches come made
+    return DataLoader(train_set, batch_size=batch, sampler=sampler, collate_fn=made), (
         val_x[rank::world_size],
         val_y[rank::world_size],
     )
