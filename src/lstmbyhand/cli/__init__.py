@@ -7,7 +7,7 @@
     lstmbyhand backtest DATA.csv --target COL --folds K   rolling origins, each fold trained afresh
     lstmbyhand forecast RUN --data CSV --steps N    forecast past the end of the data
     lstmbyhand inspect RUN --data CSV               gate heatmaps over the last window
-    lstmbyhand odyssey [--seeds N] [--out DIR]      the eight LSTM variants of Greff et al. 2017, compared
+    lstmbyhand odyssey [--seeds N] [--out DIR]      LSTM variants of Greff et al. 2017 compared (V + 7)
 
 Each subcommand lives in its own module and registers itself through `add_parser(subparsers)`;
 user mistakes become one line on stderr and exit code 2 (`UserError`), argparse's included. Flags

@@ -52,7 +52,7 @@ SETTING_FLAGS = {  # flag -> (Settings field, type, help)
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "odyssey",
-        help="the eight LSTM variants of Greff et al. 2017 on monthly sunspots",
+        help="V and seven variants of the LSTM (Greff et al. 2017) on monthly sunspots",
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--variants", default=ALL_VARIANTS, help=f"comma list (default {ALL_VARIANTS})")
