@@ -1,17 +1,20 @@
 """Where the time of `train` + `evaluate` goes, for each bundled series, against the network's own.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 3] [--set hidden=16]
+    PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 5] [--set hidden=16]
+        [--src DIR]   (another checkout's src/, e.g. the commit before a change)
 
-Two measurements per series:
+Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --quiet` then
+`lstmbyhand evaluate RUN`, each a fresh process, as a user runs them, against
 
-* the CLI as a user runs it, `lstmbyhand train ... --quiet` then `lstmbyhand evaluate RUN`, each
-  in a fresh process: wall and CPU (user + sys) seconds, against the budget
-  1.5 x (the epochs' own seconds, from metrics.csv + 2 x the start-up of `python -c "import torch"`);
-  also with `--base none` / `--no-baselines` (no statsforecast at all);
-* the same train + evaluate in one process with each part timed (importing statsforecast,
-  fitting and running the statistical models, the epochs, the checkpoint files, the loss plot).
+    reference = the epochs' own seconds (metrics.csv's `seconds`: training + validation passes)
+              + 2 x the start-up of `python -c "import torch"` (one per process)
 
-CPU seconds are the steadier number on a shared machine; wall seconds are what a user waits.
+    ratio = median(train + evaluate) / (median(epochs' own) + 2 x median(start-up))   (target ≤ 1.5)
+
+in wall seconds (what a user waits) and CPU seconds (user + sys of the processes; the steadier
+number on a shared machine). The start-up is measured in every repeat, alternating with the runs.
+Then, in this process, each part timed (`instrument`): start-up pieces a run pays beyond
+`import torch` (each in a fresh process, minus `import torch`), and the parts of train + evaluate.
 """
 
 from __future__ import annotations
@@ -32,8 +35,19 @@ from pathlib import Path
 DATASETS = {"airline": ("airline.csv", "passengers", 12), "nile": ("nile.csv", "flow", 0),
             "lynx": ("lynx.csv", "trappings", 10)}  # fmt: skip
 PY = sys.executable
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
-       "OMP_NUM_THREADS": "1"}  # fmt: skip
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+PIECES = {  # what a run imports beyond torch, each timed in a fresh process minus `import torch`
+    "torch._dynamo (torch.optim imports it on the first step)": "import torch._dynamo",
+    "statsforecast.models (train's fits; evaluate without stored forecasts)": (
+        "import statsforecast.models"
+    ),
+    "pandas (reading the CSV)": "import pandas",
+    "matplotlib + one PNG (loss.png)": (
+        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as p; "
+        "f = p.figure(); p.plot([1, 2]); f.savefig(__import__('io').BytesIO(), format='png')"
+    ),
+}
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -46,24 +60,18 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_run(path: str, target: str, season: int, extra: list[str], stats: bool) -> dict:
+def cli_run(path: str, target: str, season: int, extra: list[str]) -> dict:
+    """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{tmp}/run"
-        base = [] if stats else ["--base", "none"]
         train = [PY, "-m", "lstmbyhand", "train", path, "--target", target, "--season",
-                 str(season), "--out", run, "--quiet", *base, *extra]  # fmt: skip
+                 str(season), "--out", run, "--quiet", *extra]  # fmt: skip
         t_train = timed(train)
-        t_eval = timed(
-            [PY, "-m", "lstmbyhand", "evaluate", run, *([] if stats else ["--no-baselines"])]
-        )
+        t_eval = timed([PY, "-m", "lstmbyhand", "evaluate", run])
         with open(f"{run}/metrics.csv") as f:
             rows = list(csv.DictReader(f))
-    return {
-        "train": t_train,
-        "evaluate": t_eval,
-        "epochs": len(rows),
-        "epoch_seconds": sum(float(r["seconds"]) for r in rows),
-    }
+    return {"wall": t_train[0] + t_eval[0], "cpu": t_train[1] + t_eval[1], "epochs": len(rows),
+            "own": sum(float(r["seconds"]) for r in rows)}  # fmt: skip
 
 
 SPENT: dict[str, float] = {}  # label -> seconds, filled by the wrappers `instrument` installs
@@ -74,7 +82,9 @@ def instrument() -> None:
     from lstmbyhand.forecast import baselines, plots, rundir, train
 
     def wrap(owner, name: str, label: str) -> None:
-        inner = getattr(owner, name)
+        inner = getattr(owner, name, None)
+        if inner is None:  # an older checkout (--src) without this part
+            return
 
         def timed_call(*a, **k):
             t0 = time.perf_counter()
@@ -87,9 +97,11 @@ def instrument() -> None:
 
     wrap(baselines, "_model", "import statsforecast (first series only)")
     wrap(baselines.Statistical, "model", "fit the statistical models (incl. that import)")
-    wrap(baselines.Statistical, "at", "all statistical forecasts (incl. the fits)")
+    wrap(baselines.Statistical, "_forward", "statistical forecasts made (incl. the fits)")
     for method in ("write_weights", "write_state", "write_metrics", "write_config"):
         wrap(rundir.RunDir, method, "checkpoint files (atomic, fsync)")
+    wrap(rundir.RunDir, "write_statistical", "statistical.safetensors written")
+    wrap(rundir.RunDir, "read_statistical", "statistical.safetensors read")
     wrap(plots, "loss_curve", "loss plot")
     wrap(train.Trainer, "train_epoch", "epochs: training")
     wrap(train.Trainer, "validate", "epochs: validation")
@@ -117,40 +129,48 @@ def in_process(path: str, target: str, season: int, settings: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--set", nargs="*", default=[], help="train flags, e.g. hidden=16")
+    ap.add_argument("--src", default=SRC, help="the src/ folder to run (default: this checkout's)")
     args = ap.parse_args()
+    ENV["PYTHONPATH"] = os.path.abspath(args.src)
+    sys.path.insert(0, ENV["PYTHONPATH"])
     extra = [a for kv in args.set for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
     settings = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=") for kv in args.set)}
-    startup = [timed([PY, "-c", "import torch"]) for _ in range(args.repeats)]
+    paths = {n: str(files("lstmbyhand") / "datasets" / f) for n, (f, _, _) in DATASETS.items()}
+    startup: list[tuple[float, float]] = []
+    runs: dict[str, list[dict]] = {name: [] for name in DATASETS}
+    for _ in range(args.repeats):  # alternating: the reference, then each series
+        startup.append(timed([PY, "-c", "import torch"]))
+        for name, (_, target, season) in DATASETS.items():
+            runs[name].append(cli_run(paths[name], target, season, extra))
     up_wall = statistics.median(w for w, _ in startup)
     up_cpu = statistics.median(c for _, c in startup)
-    print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU (median of "
-          f"{args.repeats})")  # fmt: skip
-    print(
-        "| series | statsforecast | epochs | epochs' own s | train + evaluate s, wall (CPU) "
-        "| budget s, 1.5 x (epochs + 2 start-ups), wall (CPU) | ratio to budget, wall (CPU) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name, (file, target, season) in DATASETS.items():
-        path = str(files("lstmbyhand") / "datasets" / file)
-        for stats in (True, False):
-            r = [cli_run(path, target, season, extra, stats) for _ in range(args.repeats)]
-            wall = statistics.median(x["train"][0] + x["evaluate"][0] for x in r)
-            cpu = statistics.median(x["train"][1] + x["evaluate"][1] for x in r)
-            own = statistics.median(x["epoch_seconds"] for x in r)
-            bw, bc = 1.5 * (own + 2 * up_wall), 1.5 * (own + 2 * up_cpu)
-            print(f"| {name} | {'yes' if stats else 'no (--base none, --no-baselines)'} "
-                  f"| {r[0]['epochs']} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {bw:.2f} ({bc:.2f}) "
-                  f"| {wall / bw:.2f} ({cpu / bc:.2f}) |", flush=True)  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU; median of "
+          f"{args.repeats} repeats; load average at the end {load:.1f}, {os.cpu_count()} CPUs")  # fmt: skip
+    print("| series | epochs | epochs' own s | train + evaluate s, wall (CPU) | reference s, "
+          "epochs + 2 start-ups, wall (CPU) | ratio, wall (CPU) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name, r in runs.items():
+        wall, cpu = (statistics.median(x[k] for x in r) for k in ("wall", "cpu"))
+        own = statistics.median(x["own"] for x in r)
+        rw, rc = own + 2 * up_wall, own + 2 * up_cpu
+        epochs = "-".join(sorted({str(x["epochs"]) for x in r}))
+        print(f"| {name} | {epochs} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {rw:.2f} ({rc:.2f}) "
+              f"| {wall / rw:.2f} ({cpu / rc:.2f}) |", flush=True)  # fmt: skip
+    print("\nstart-up pieces beyond `import torch`, CPU s (median of 3, fresh processes):")
+    for label, code in PIECES.items():
+        both = statistics.median(timed([PY, "-c", f"import torch; {code}"])[1] for _ in range(3))
+        alone = statistics.median(timed([PY, "-c", "import torch"])[1] for _ in range(3))
+        print(f"  {label}: {both - alone:.2f}")
     print("\nin one process, seconds per part (wall):")
     import torch
 
     torch.set_num_threads(1)
     instrument()
-    for name, (file, target, season) in DATASETS.items():
-        path = str(files("lstmbyhand") / "datasets" / file)
-        print(name, json.dumps(in_process(path, target, season, settings)), flush=True)
+    for name, (_, target, season) in DATASETS.items():
+        print(name, json.dumps(in_process(paths[name], target, season, settings)), flush=True)
 
 
 if __name__ == "__main__":
