@@ -140,7 +140,8 @@ class LSTM(nn.Module):
             is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
             unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
         recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
-            it enters U h, in training only. Default: 0.0
+            it enters U h, in training only (LSTMCell keeps its mask until it is called without a
+            state or `reset_recurrent_dropout()` is called). Default: 0.0
         zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
             previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
         ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
@@ -670,7 +671,8 @@ class LSTMCell(nn.Module):
             is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
             unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
         recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
-            it enters U h, in training only. Default: 0.0
+            it enters U h, in training only (LSTMCell keeps its mask until it is called without a
+            state or `reset_recurrent_dropout()` is called). Default: 0.0
         zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
             previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
         ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",

@@ -205,7 +205,7 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor da_h = ln ? buffer(packed, {T_, B, G}, opts) : dz;  // (T, B, G) gradient of U h_in
   at::Tensor dhat = buffer(packed, {T_, B, P}, opts);  // (T, B, P) dĥ
   at::Tensor dh = checked(d_hn, x, "d_hn").clone(), dc = checked(d_cn, x, "d_cn").clone();
-  const int64_t W = G + 3 * H + 2 * H;  // each group's sums: db | dp | dγ_c | dβ_c
+  const int64_t W = G + 3 * H + 2 * H + G;  // each group's sums: db | dp | dγ_c | dβ_c | dγ_h
   at::Tensor parts = at::zeros({groups, W}, opts);
   at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H)
   at::Tensor ds_buf = at::empty({B, H}, opts), rec_buf = at::empty({B, P}, opts);
@@ -254,7 +254,11 @@ std::vector<at::Tensor> variant_backward_impl(
                             sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
       if (ln) {
         T* d = dahs + row * G;
-        for (int64_t k = 0; k < G; ++k) d[k] = dzs[row * G + k] * gh[k];
+        T* d_gh = sums + G + 5 * H;
+        for (int64_t k = 0; k < G; ++k) {
+          d[k] = dzs[row * G + k] * gh[k];
+          d_gh[k] += dzs[row * G + k] * xhh[row * G + k];  // B1: dγ_h = Σ dz ⊙ LN(a_h)
+        }
         layer_norm_backward_row(G, d, xhh + row * G, rsh[row]);  // B1: da_h = LN'(dz γ_h)
       }
     }
@@ -274,15 +278,24 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor da_x = dz2;
   at::Tensor d_ln_ih = at::empty({0}, opts), d_ln_hh = at::empty({0}, opts);
   if (ln) {
-    d_ln_ih = (dz2 * xhat_x.view({TB, G})).sum(0);  // dγ_x
-    d_ln_hh = (dz2 * xhat_h.view({TB, G})).sum(0);  // dγ_h
-    da_x = dz2 * g_x;
-    T* d = da_x.data_ptr<T>();
-    const T *xh = xhat_x.data_ptr<T>(), *rs = rstd_x.data_ptr<T>();
+    d_ln_hh = sums.narrow(0, G + 5 * H, G).clone();  // dγ_h
+    da_x = reusable({TB, G}, opts);
+    const int64_t threads = at::get_num_threads();
+    at::Tensor d_gx_parts = at::zeros({threads, G}, opts);  // each thread's Σ dz ⊙ LN(a_x)
+    T *d = da_x.data_ptr<T>(), *d_gx = d_gx_parts.data_ptr<T>();
+    const T *xh = xhat_x.data_ptr<T>(), *rs = rstd_x.data_ptr<T>(), *gx = g_x.data_ptr<T>();
     at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t row = r0; row < r1; ++row)  // B1: da_x = LN'(dz γ_x)
-        if (!packed || row % B < rows[row / B]) layer_norm_backward_row(G, d + row * G, xh + row * G, rs[row]);
+      T* part = d_gx + at::get_thread_num() * G;
+      for (int64_t row = r0; row < r1; ++row) {
+        for (int64_t k = 0; k < G; ++k) {
+          d[row * G + k] = dzs[row * G + k] * gx[k];
+          part[k] += dzs[row * G + k] * xh[row * G + k];  // B1: dγ_x = Σ dz ⊙ LN(a_x)
+        }
+        if (!packed || row % B < rows[row / B])
+          layer_norm_backward_row(G, d + row * G, xh + row * G, rs[row]);  // B1: da_x = LN'(dz γ_x)
+      }
     });
+    d_ln_ih = d_gx_parts.sum(0);
   }
   at::Tensor dx = at::empty({T_, B, I}, opts);
   gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
