@@ -48,9 +48,9 @@ def test_torch_pinball_loss_is_the_same_function():
 def test_statsforecast_intervals_are_statsforecasts_own_cross_validation():
     """Fitted once before the first test origin, then run forward: cross_validation(refit=False)
     with level=[80], from a code path we did not write."""
-    t = np.arange(60)
-    values = 20 + 3 * np.sin(2 * np.pi * t / 4) + np.random.default_rng(3).normal(0, 1, 60)
-    windows, season = 8, 4
+    t = np.arange(36)
+    values = 20 + 3 * np.sin(2 * np.pi * t / 4) + np.random.default_rng(3).normal(0, 1, 36)
+    windows, season = 5, 4
     df = pd.DataFrame({"unique_id": "s", "ds": t, "y": values})
     models = [AutoETS(season_length=season), AutoARIMA(season_length=season)]
     cv = (
