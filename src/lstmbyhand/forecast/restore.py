@@ -135,7 +135,7 @@ def open_for_forecast(
             settings,
             config,
             pool,
-            f"{WEIGHTS} (trained on the first {config.split['n_train']} values, not refit)",
+            f"{WEIGHTS} (trained on the first {_trained_on(config)}, not refit)",
         )
     columns = len(settings.past_covariates) + len(settings.future_covariates)
     scalers = load_refit(model, run, columns)
@@ -144,6 +144,16 @@ def open_for_forecast(
                 pool.panel, {})  # fmt: skip
     meta = run.read_refit()[1]
     return model, settings, config, pool, f"{REFIT} ({describe(meta)})"
+
+
+def _trained_on(config: RunConfig) -> str:
+    """How many values of each series the evaluated weights were trained on, in words."""
+    series = config.panel["series"] if config.panel else []
+    if len(series) <= 1:
+        return f"{config.split['n_train']} values"
+    sizes = sorted(int(row["split"]["n_train"]) for row in series)
+    span = str(sizes[0]) if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
+    return f"{span} values of each of the {len(sizes)} series"
 
 
 def _regular(path: str) -> bool:
