@@ -15,6 +15,7 @@ from torch import nn
 
 import lstmbyhand
 from lstmbyhand.nn import native, ops
+from lstmbyhand.nn.sequence import reference_sequence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -276,6 +277,33 @@ def test_second_derivatives_equal_nn_lstms():
             )
         )
     assert_close_lists(results[0], results[1], 1e-11, "second derivatives")
+
+
+def test_second_derivatives_through_a_retained_graph_equal_the_readable_loops():
+    """Backward through the gradients' graph three times (twice with retain_graph, as gradcheck's
+    rows do): each equals autograd twice through `reference_sequence`; the readable loop's vjp that
+    the node keeps meanwhile is gone after the backward that frees the graph."""
+    x, h0, c0, w_ih, w_hh, b, w_hr = op_args(2, True, seed=3, requires_grad=True)
+    leaves = [x, h0, c0, w_ih, w_hh, b, w_hr]
+    g = torch.Generator().manual_seed(9)
+    weights = [torch.randn(s, dtype=F64, generator=g) for s in [(T, B, 2), (B, 2), (B, H)]]
+    vectors = [[torch.randn(t.shape, dtype=F64, generator=g) for t in leaves] for _ in range(3)]
+
+    def second_derivatives(fn):
+        out = fn(x, h0, c0, w_ih, w_hh, b, 0.5 * b, w_hr, BATCH_SIZES, True)[:3]
+        loss = sum((o * w).sum() for o, w in zip(out, weights, strict=True))
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        results, kept = [], []
+        for k, v in enumerate(vectors):
+            results.append(torch.autograd.grad(grads, leaves, v, retain_graph=k < 2))
+            kept.append(getattr(grads[0].grad_fn, "first_order_vjp", None) is not None)
+        return results, kept
+
+    ours, kept = second_derivatives(ops.lstm_sequence)
+    theirs, _ = second_derivatives(reference_sequence)
+    for k, (a, c) in enumerate(zip(ours, theirs, strict=True)):
+        assert_close_lists(a, c, 1e-11, f"second derivatives, backward {k}")
+    assert kept == [True, True, False]  # the last two rows used it; the graph's end dropped it
 
 
 def test_hessian_vector_product_through_torch_func():
