@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast.baselines import adopt
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.panel import Panel
@@ -87,6 +88,7 @@ def open_pool(
         return model, settings, config, Pool(members, panel, skipped_of(config))
     pool = prepare_pool(settings, panel, scalers)
     pool.skipped = skipped_of(config)
+    adopt(run.read_statistical(), pool.members)  # train's statistical forecasts: no refit
     for member in pool.members:
         if config.season >= member.parts.n_train:
             raise UserError(

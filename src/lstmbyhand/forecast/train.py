@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from lstmbyhand.errors import TrainingStopped, UserError
 from lstmbyhand.forecast import checkpoint, distributed, plots
+from lstmbyhand.forecast.baselines import stored
 from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster, select
@@ -327,6 +328,7 @@ def _train(
             run.write_config(make_config(run.run_id, s, prep, world_size, device).to_dict())
             run.write_weights(best, weights_meta(progress))  # after a resume: a crash may have
             run.write_metrics(progress.history)  # come between the files of the last epoch
+            run.write_statistical(stored(prep.members))  # what evaluate asks of the base's models
 
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
