@@ -24,3 +24,19 @@ def one_thread():
     """Tiny models: one torch thread is fastest, and much faster on a busy machine."""
     with torch_threads(1):
         yield
+
+
+# The longest tests (5-40 s of CPU each on the 2-core machine) first, so that xdist hands them out at
+# the start instead of one of them running alone at the end. Only tests without module-scoped
+# fixtures: a fixture shared with tests left in place would be set up twice.
+LONGEST = (
+    "tests/forecast/test_distributed.py::",
+    "tests/upstream/test_modules_lstm.py::test_gradgrad[",
+    "tests/upstream/test_modules_lstm.py::test_grad[",
+    "tests/nn/test_bptt.py::test_hand_backward_passes_gradcheck[",
+    "tests/forecast/test_train.py::test_sig",
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST))  # stable: the rest in order
