@@ -1,6 +1,6 @@
 """torch.compile with our LSTM against nn.LSTM: cold compile time, and compiled against eager steps.
 
-    python benchmarks/compile_time.py [--runs 5] [--steps 30]
+    python benchmarks/compile_time.py [--runs 5] [--steps 200] [--threads 1]
 
 The model is LSTM(8, 32, num_layers=2) + Linear(32, 1) on a (24, 16, 8) input, ours or nn.LSTM's
 (same weights). Each run is a fresh process with its own empty inductor cache (TORCHINDUCTOR_CACHE_DIR
@@ -147,7 +147,7 @@ def table(med: dict[str, dict[str, float] | str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = parser.parse_args()
