@@ -12,8 +12,8 @@ where nn.LSTM (and `gates.py`) stacks i, f, g, o; one direction of one layer is
     X (T, B, I), initial_h (1, B, H), initial_c (1, B, H)
         -> Y (T, 1, B, H), Y_h (1, B, H), Y_c (1, B, H)          direction "forward" or "reverse"
 
-Sequence length and batch may be dynamic (`dynamic_shapes`); dropout exports as in eval mode when
-the model is in eval mode. Refused, with the reason: a projection (proj_size > 0; ONNX's LSTM has
+Sequence length and batch may be dynamic (`dynamic_shapes`); dropout between layers is off in eval
+mode, as in nn.LSTM. Refused, with the reason: a projection (proj_size > 0; ONNX's LSTM has
 none, and its recurrence runs on the unprojected h: the loop unrolled over the steps exported in
 94 s for a 2-layer model of 5 steps and fixed the length, a `Scan` took 258 s and fixed the batch),
 packed sequences, and the TorchScript exporter (`dynamo=False`).
