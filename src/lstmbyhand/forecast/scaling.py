@@ -29,9 +29,10 @@ from lstmbyhand.forecast.config import SCALINGS
 
 
 def _first_positive(size: float, *candidates: float) -> float:
-    """The first spread that is not zero next to the data's size (max |y|); 1 if all are."""
+    """The first spread that is not zero next to the data's size (max |y|) nor so small that
+    dividing by it overflows (below data.SMALLEST, 1e-150: subnormal spreads); 1 if all are."""
     for c in candidates:
-        if c > 1e-12 * size and c > 0:
+        if c > 1e-12 * size and c > 1e-150:
             return float(c)
     return 1.0
 
