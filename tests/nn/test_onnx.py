@@ -8,15 +8,14 @@ LSTM configurations, exported with dynamic sequence length and batch.
 
 from __future__ import annotations
 
+import onnx  # dev (test) dependencies: missing ones fail the suite, never skip it
+import onnxruntime as ort
 import pytest
 import torch
 from helpers import assert_close_lists
 from torch import nn
 
 from lstmbyhand.nn import LSTM
-
-onnx = pytest.importorskip("onnx", reason="onnx is a dev (test) dependency")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a dev (test) dependency")
 
 ATOL = 1e-5
 I = 3  # input size of every model here  # noqa: E741
