@@ -120,3 +120,14 @@ def test_torchscript_exporter_is_refused(tmp_path):
         torch.onnx.export(
             LSTM(I, 4).eval(), (torch.randn(5, 2, I),), tmp_path / "ts.onnx", dynamo=False
         )
+
+
+@pytest.mark.parametrize("options", [{"peephole": True}, {"layer_norm": True, "zoneout": 0.1}])
+def test_cell_variants_are_refused_with_the_reason(tmp_path, options):
+    """Without the refusal the exporter fails later with a missing ONNX function for the variant
+    operator; with it the user reads which option ONNX's LSTM operator cannot express."""
+    model = LSTM(I, 4, **options).eval()
+    with pytest.raises(
+        Exception, match="expected the plain cell .forget_bias allowed., got the cell variant"
+    ):
+        torch.onnx.export(model, (torch.randn(5, 2, I),), tmp_path / "variant.onnx", verbose=False)

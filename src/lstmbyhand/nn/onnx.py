@@ -60,6 +60,16 @@ def _check_exportable(weight_hr: Tensor | None, batch_sizes: Tensor | None) -> N
         )
 
 
+def refuse_variant(variant: object) -> None:
+    """Raise for a cell variant (nn/variants.py) under torch.onnx.export: ONNX's LSTM operator has
+    peepholes but neither coupled gates, layer norm, zoneout nor ablations, and no translation is
+    registered for the variant operators (so the exporter would fail with a missing function)."""
+    raise RuntimeError(
+        "ONNX export of lstmbyhand.LSTM: expected the plain cell (forget_bias allowed), got the "
+        f"cell variant {variant} (ONNX's LSTM operator cannot express it)"
+    )
+
+
 def lstm_node(
     x: Tensor,
     h0: Tensor,

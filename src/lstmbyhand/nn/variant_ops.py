@@ -162,6 +162,11 @@ def variant_lstm_sequence(
 
     x (T, B, I), h0 (B, P), c0 (B, H) -> output (T, B, P), h_n (B, P), c_n (B, H).
     """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        from lstmbyhand.nn import onnx  # here: it imports torch._dynamo (seconds)
+
+        if onnx.exporting():
+            onnx.refuse_variant(variant)
     if torch.is_autocast_enabled(x.device.type) and x.dtype == torch.float32:
         dtype = torch.get_autocast_dtype(x.device.type)
         x, h0, c0 = x.to(dtype), h0.to(dtype), c0.to(dtype)
