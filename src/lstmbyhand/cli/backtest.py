@@ -36,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast.backtest import backtest
     from lstmbyhand.forecast.evaluate import format_table, verdict
+    from lstmbyhand.forecast.model import cell_options
 
     use_threads(args.threads)
     settings, _ = settings_from_args(args)
     settings.check()
+    cell_options(settings.model)  # a cell the LSTM refuses: one line before the first fold
     out = args.out or default_out(args.data, settings.target) + "-backtest"
     result = backtest(settings, args.folds, out, args.baselines, args.force)
     if args.json:

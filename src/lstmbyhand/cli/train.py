@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.forecast.config import CALENDAR, DEVICES, TrainSettings
+from lstmbyhand.forecast.config import CALENDAR, CELLS, DEVICES, TrainSettings
 
 
 def names(text: str) -> list[str]:
@@ -51,6 +51,15 @@ FLAGS = {  # field: (type, help)
     "hidden": (int, "LSTM hidden size"),
     "layers": (int, "stacked LSTM layers"),
     "dropout": (float, "dropout between stacked layers"),
+    "cell": (names, f"LSTM cell variants, comma-separated: {', '.join(CELLS)} (peepholes, f = 1 - i, "
+             "layer normalization; docs/variants.md; default none: the plain LSTM)"),
+    "ablate": (names, "parts of the cell removed, comma-separated: input_gate, forget_gate, "
+               "output_gate, input_activation, output_activation (default none)"),
+    "forget_bias": (float, "the forget gate's bias at initialization; 1: Keras' unit_forget_bias"),
+    "recurrent_dropout": (float, "dropout on h_{t-1} in the cell, one mask per window; training "
+                          "only"),
+    "zoneout": (float, "chance that a unit keeps its previous h and c at a step in training; "
+                "the expectation when evaluating and forecasting"),
     "epochs": (int, "maximum epochs"),
     "batch_size": (int, "windows per batch"),
     "lr": (float, "Adam learning rate"),
@@ -128,10 +137,12 @@ def default_out(data: str, target: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import distributed
+    from lstmbyhand.forecast.model import cell_options
     from lstmbyhand.forecast.train import train
 
     use_threads(args.threads)
     settings, given = settings_from_args(args)
+    cell_options(settings.model)  # a cell the LSTM refuses: one line now, not after the baselines
     out = args.out or default_out(args.data, settings.target)
     distributed.init_from_env(settings.device)  # under torchrun: join the process group
     try:

@@ -18,6 +18,7 @@ SCALINGS = ("global", "last", "window")  # scaling.py's kinds
 STATISTICAL = ("AutoETS", "AutoARIMA", "AutoTheta")  # baselines.py's statsforecast models
 BASES = ("median", "mean", *STATISTICAL, "none")  # what the network learns the residual of
 MULTISTEPS = ("recursive", "direct")  # horizon > 1: one step fed back in, or all H at once
+CELLS = ("peephole", "coupled", "layer_norm")  # --cell: lstmbyhand.LSTM's variant switches
 
 # calendar features from the time column (known in the future): name -> its period, each given to
 # the network as sin and cos of 2π·value/period (features.py)
@@ -92,6 +93,12 @@ class ModelConfig:
     past_covariates: list[str] = field(default_factory=list)  # columns observed up to the origin
     future_covariates: list[str] = field(default_factory=list)  # columns known ahead of time
     calendar: list[str] = field(default_factory=list)  # CALENDAR features of the time column
+    # the cell (docs/variants.md; the defaults: the plain LSTM, as in runs from before these)
+    cell: list[str] = field(default_factory=list)  # CELLS switched on
+    ablate: list[str] = field(default_factory=list)  # gates or activations removed (NIG, NFG...)
+    forget_bias: float = 0.0  # the forget gate's bias at initialization (1: unit_forget_bias)
+    recurrent_dropout: float = 0.0  # one dropout mask per window on h_{t-1}; training only
+    zoneout: float = 0.0  # each unit keeps its previous h and c with this chance; training only
 
     @property
     def outputs(self) -> int:
@@ -110,9 +117,11 @@ class ModelConfig:
 
     def parameters(self) -> int:
         """Number of weights: per layer 4H(I + H) + 8H (two biases), I = 1 + F (covariates) then
-        H; head H·O·Q + O·Q (O = `outputs`, Q = `levels`)."""
+        H, plus 3H peepholes and 10H layer-norm gains and biases with those cells; head H·O·Q +
+        O·Q (O = `outputs`, Q = `levels`)."""
         H, I = self.hidden, 1 + self.features
         lstm = 4 * H * (I + H) + 8 * H + (self.layers - 1) * (4 * H * 2 * H + 8 * H)
+        lstm += self.layers * H * (3 * ("peephole" in self.cell) + 10 * ("layer_norm" in self.cell))
         return lstm + (H + 1) * self.outputs * self.levels
 
     def check_model(self) -> None:
@@ -137,6 +146,7 @@ class ModelConfig:
                 f"--multistep must be one of {', '.join(MULTISTEPS)}, got {self.multistep!r}"
             )
         self.check_inputs()
+        self.check_cell()
         # weights, gradients, Adam's two moments, the best copy and a checkpoint copy: 6 float32 each
         need, have = 6 * 4 * self.parameters(), _memory_bytes()
         if have and need > have:
@@ -176,6 +186,25 @@ class ModelConfig:
                     "future covariates (and --calendar) work with --multistep recursive only: "
                     "each step sees the known covariates of the step it forecasts"
                 )
+
+    def check_cell(self) -> None:
+        """The cell's fields have their types and `cell` known names, else a `UserError` naming
+        the flag; which values and combinations the LSTM accepts, it says itself
+        (`model.cell_options`)."""
+        if not isinstance(self.cell, list) or not all(isinstance(c, str) for c in self.cell):
+            raise UserError(f"--cell must be names from {', '.join(CELLS)}, got {self.cell!r}")
+        unknown = [c for c in self.cell if c not in CELLS]
+        if unknown:
+            raise UserError(
+                f"--cell: unknown variant {unknown[0]!r}; choose from {', '.join(CELLS)}"
+            )
+        if not isinstance(self.ablate, list) or not all(isinstance(a, str) for a in self.ablate):
+            raise UserError(f"--ablate must be names of gates or activations, got {self.ablate!r}")
+        numbers = {"forget-bias": self.forget_bias, "recurrent-dropout": self.recurrent_dropout,
+                   "zoneout": self.zoneout}  # fmt: skip
+        for flag, value in numbers.items():
+            if not math.isfinite(_real(flag, value)):
+                raise UserError(f"--{flag} must be a finite number, got {value}")
 
     def to_dict(self) -> dict:
         return asdict(self)

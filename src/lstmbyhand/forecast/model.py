@@ -21,19 +21,23 @@ or without a base x (B, W + W·F). The LSTM reads [y'_s, covariates_s] at each s
 
 With quantile levels q_1 < ... < q_Q (`--quantiles`, 0.5 among them) the head gives Q outputs per
 step, each the base plus its own residual: y' (B, O, Q), trained on the pinball loss (train.py);
-the 0.5 quantile is the point forecast. Built from `ModelConfig`, which is saved in every run's
-config.json.
+the 0.5 quantile is the point forecast. The LSTM's cell is plain or a variant (`--cell`,
+`--ablate`, `--forget-bias`, `--recurrent-dropout`, `--zoneout`: docs/variants.md). Built from
+`ModelConfig`, which is saved in every run's config.json.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import ModelConfig
 from lstmbyhand.nn import LSTM
+from lstmbyhand.nn.variants import CellOptions
 
 KEEP_T = 1.645  # one-sided 5 % of the normal: the Diebold-Mariano statistic the network must pass
 
@@ -51,6 +55,7 @@ class Forecaster(nn.Module):
             num_layers=config.layers,
             dropout=dropout,
             batch_first=True,
+            **cell_options(config),
         )
         self.head = nn.Linear(config.hidden, config.outputs * config.levels)
         nn.init.zeros_(self.head.weight)  # start as the baseline: r' = 0
@@ -91,6 +96,24 @@ class Forecaster(nn.Module):
         """The gate traces of our LSTM for inputs x (B, W + W·F [+ O]): [layer][direction] ->
         GateTrace."""
         return self.lstm.trace(self.sequence(x))
+
+
+def cell_options(config: ModelConfig) -> dict[str, Any]:
+    """The LSTM's cell keywords of `config` (peephole=True, ..., ablate=(...)), or a `UserError`
+    for values or a combination the LSTM refuses (its own reason, e.g. coupled with no forget
+    gate), raised before anything is trained."""
+    config.check_cell()
+    keywords: dict[str, Any] = {name: True for name in config.cell} | {
+        "ablate": tuple(config.ablate),
+        "forget_bias": config.forget_bias,
+        "recurrent_dropout": config.recurrent_dropout,
+        "zoneout": config.zoneout,
+    }
+    try:
+        CellOptions.of(**keywords)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"this cell cannot be built: {err}") from None
+    return keywords
 
 
 @torch.no_grad()
