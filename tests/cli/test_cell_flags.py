@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --val-fraction 0 --patience 0: the last epoch is kept (a trained head, not the untrained base);
 # --base none --scaling global: the forecast is center + scale · head(LSTM(window')), by hand below
+# (the last flag, --quiet, is train's only: backtest has none)
 TINY = ["--window", "4", "--hidden", "3", "--batch-size", "8", "--lr", "0.05", "--base", "none",
         "--scaling", "global", "--val-fraction", "0", "--patience", "0", "--quiet"]  # fmt: skip
 CELL = ["--cell", "peephole,layer_norm", "--forget-bias", "1", "--recurrent-dropout", "0.2",
@@ -164,3 +165,15 @@ def test_the_weight_count_includes_the_cells_parameters():
         config = ModelConfig(window=4, hidden=3, layers=2, cell=cell, calendar=["month"])
         model = Forecaster(config)
         assert config.parameters() == sum(p.numel() for p in model.parameters()), cell
+
+
+def test_backtest_trains_every_fold_with_the_cell(tmp_path, capsys):
+    data, out = series_csv(tmp_path, 48), tmp_path / "bt"
+    argv = ["backtest", data, "--target", "y", "--folds", "2", "--epochs", "1", "--out", str(out),
+            "--no-baselines", *TINY[:-1], "--cell", "coupled", "--ablate", "output_activation"]  # fmt: skip
+    assert main(argv) == 0
+    for fold in (1, 2):
+        model = json.loads((out / f"fold-{fold}" / "config.json").read_text())["model"]
+        assert (model["cell"], model["ablate"]) == (["coupled"], ["output_activation"])
+    one_line_error(capsys, [*argv[:-4], "--cell", "coupled", "--ablate", "input_gate"],
+                   "coupled=True with ablate='input_gate'")  # fmt: skip
