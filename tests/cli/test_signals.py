@@ -71,7 +71,7 @@ def resume_works_if_hinted(line: str, tmp_path: Path, monkeypatch, capsys) -> No
 
 
 def test_sigterm_during_start_up(tmp_path, monkeypatch, capsys):
-    signal_at(monkeypatch, train_module, "load_series", (TERM,))
+    signal_at(monkeypatch, train_module, "load_panel", (TERM,))
     line = stopped_line(capsys, args(tmp_path), 143)
     assert "--resume" not in line
     resume_works_if_hinted(line, tmp_path, monkeypatch, capsys)
