@@ -1,9 +1,12 @@
-"""torch.optim.Adam with its state as plain tensors + JSON, so checkpoints need no pickle.
+"""Adam with its state as plain tensors + JSON, so checkpoints need no pickle.
 
-torch.optim.Adam keeps, per parameter, the first and second moments (`exp_avg`, `exp_avg_sq`) and
-the step count. `state_tensors()` names them by the parameter's position ("m.0", "v.0", ...) for a
-safetensors file; `settings()` gives the step count and hyper-parameters as JSON; `load` puts them
-back, so a resumed run continues exactly as an uninterrupted one.
+The update is torch's own, `torch.optim.adam.adam` (the function torch.optim.Adam.step calls, with
+its defaults), on moments kept here: per parameter the first and second moments m, v and the step
+count t. Not the torch.optim.Adam class: its first step imports torch._dynamo (about 3 s of CPU,
+as much as importing torch), which the functional form does not. `state_tensors()` names the
+moments by the parameter's position ("m.0", "v.0", ...) for a safetensors file; `settings()` gives
+the step count and hyper-parameters as JSON; `load` puts them back, so a resumed run continues
+exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor
+from torch.optim.adam import adam
 
 
 class Adam:
-    """A torch.optim.Adam over `params`, with `state_tensors`, `settings` and `load` for checkpoints."""
+    """torch's Adam update over `params` (adam adds 1 to each step count in place), with
+    `state_tensors`, `settings` and `load`."""
 
     def __init__(
         self,
@@ -27,39 +32,28 @@ class Adam:
         if not lr > 0:
             raise ValueError(f"expected lr > 0, got {lr}")
         self.params = [p for p in params if p.requires_grad]
-        self.torch_optimizer = torch.optim.Adam(self.params, lr=lr, betas=betas, eps=eps)
-
-    @property
-    def group(self) -> dict:
-        return self.torch_optimizer.param_groups[0]
-
-    @property
-    def lr(self) -> float:
-        return self.group["lr"]
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.steps = [torch.tensor(0.0) for _ in self.params]  # per parameter, as torch.optim keeps
+        self.m = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.v = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
 
     @property
     def t(self) -> int:
         """Steps taken so far."""
-        state = self.torch_optimizer.state.get(self.params[0]) if self.params else None
-        return int(state["step"]) if state else 0
-
-    def _moment(self, key: str) -> list[Tensor]:
-        state = self.torch_optimizer.state
-        return [state[p][key] if p in state else torch.zeros_like(p) for p in self.params]
-
-    @property
-    def m(self) -> list[Tensor]:
-        return self._moment("exp_avg")
-
-    @property
-    def v(self) -> list[Tensor]:
-        return self._moment("exp_avg_sq")
+        return int(self.steps[0]) if self.params else 0
 
     def zero_grad(self) -> None:
-        self.torch_optimizer.zero_grad(set_to_none=True)
+        for p in self.params:
+            p.grad = None
 
+    @torch.no_grad()
     def step(self) -> None:
-        self.torch_optimizer.step()
+        """One Adam step on every parameter that has a gradient (as torch.optim.Adam.step)."""
+        live = [(i, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
+        adam([self.params[i] for i, _ in live], [g for _, g in live], [self.m[i] for i, _ in live],
+             [self.v[i] for i, _ in live], [], [self.steps[i] for i, _ in live], amsgrad=False,
+             beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0,
+             eps=self.eps, maximize=False)  # fmt: skip
 
     def state_tensors(self) -> dict[str, Tensor]:
         """m and v per parameter, by position: {"m.0": ..., "v.0": ..., ...}."""
@@ -68,16 +62,10 @@ class Adam:
         return out
 
     def settings(self) -> dict:
-        return {
-            "t": self.t,
-            "lr": self.lr,
-            "betas": list(self.group["betas"]),
-            "eps": self.group["eps"],
-        }
+        return {"t": self.t, "lr": self.lr, "betas": list(self.betas), "eps": self.eps}
 
     def load(self, tensors: dict[str, Tensor], settings: dict) -> None:
         """Restore from `state_tensors` and `settings`; shapes must match the parameters."""
-        restored = {}
         for i, p in enumerate(self.params):
             for name in ("m", "v"):
                 t = tensors[f"{name}.{i}"]
@@ -85,17 +73,11 @@ class Adam:
                     raise ValueError(
                         f"expected {name}.{i} of shape {tuple(p.shape)}, got {tuple(t.shape)}"
                     )
-            restored[p] = {
-                "step": torch.tensor(float(settings["t"])),
-                "exp_avg": tensors[f"m.{i}"].to(device=p.device, dtype=p.dtype).clone(),
-                "exp_avg_sq": tensors[f"v.{i}"].to(device=p.device, dtype=p.dtype).clone(),
-            }
-        state = self.torch_optimizer.state
-        state.clear()
-        if int(settings["t"]) > 0:
-            state.update(restored)
-        self.group.update(
-            lr=float(settings["lr"]),
-            betas=tuple(float(b) for b in settings["betas"]),
-            eps=float(settings["eps"]),
-        )
+        self.m = [tensors[f"m.{i}"].to(device=p.device, dtype=p.dtype).clone()
+                  for i, p in enumerate(self.params)]  # fmt: skip
+        self.v = [tensors[f"v.{i}"].to(device=p.device, dtype=p.dtype).clone()
+                  for i, p in enumerate(self.params)]  # fmt: skip
+        self.steps = [torch.tensor(float(settings["t"])) for _ in self.params]
+        self.lr = float(settings["lr"])
+        self.betas = (float(settings["betas"][0]), float(settings["betas"][1]))
+        self.eps = float(settings["eps"])
