@@ -87,6 +87,32 @@ def _uniform_init(module: nn.Module, hidden_size: int) -> None:
         nn.init.uniform_(weight, -bound, bound)
 
 
+_VARIANT_ARGS = """\
+        peephole: keyword only. Gers & Schmidhuber's diagonal peepholes: c_{t-1} into i and f,
+            c_t into o (`weight_peephole`). Default: ``False``
+        coupled: keyword only. CIFG, f = 1 - i (the forget gate's rows of the weights are zero
+            and stay so). Default: ``False``
+        layer_norm: keyword only. Haste's LayerNormLSTM: LN on W x, on U h (gains
+            `ln_weight_ih`, `ln_weight_hh`; b_ih + b_hh their bias) and on c before its tanh
+            (`ln_weight_c`, `ln_bias_c`). Default: ``False``
+        forget_bias: keyword only. The forget gate's bias at initialization: b_ih's forget block
+            is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
+            unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
+        recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
+            it enters U h, in training only (LSTMCell keeps its mask until it is called without a
+            state or `reset_recurrent_dropout()` is called). Default: 0.0
+        zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
+            previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
+        ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
+            "input_activation", "output_activation"): the Odyssey paper's NIG (i = 1), NFG
+            (f = 1), NOG (o = 1), NIAF (g = z_g) and NOAF (h = o ⊙ c). A removed gate's rows of
+            the weights and biases are zero and stay so. Default: ``()``
+
+        The variants' equations, parameter names and refused combinations: docs/variants.md and
+        `lstmbyhand.nn.variants`. Masks come from torch's RNG, so ``torch.manual_seed`` repeats them.
+"""  # the cell-variant keywords in LSTM's and LSTMCell's docstrings (one text)
+
+
 class LSTM(nn.Module):
     r"""A multi-layer long short-term memory (LSTM) RNN with torch.nn.LSTM's arguments, parameters,
     checks and numbers. For each element of the input sequence each layer computes
@@ -129,28 +155,7 @@ class LSTM(nn.Module):
         proj_size: If ``> 0``, an LSTM with projections of this size. Default: 0
         device: where the parameters are created. Default: ``None`` (the default device)
         dtype: the parameters' dtype. Default: ``None`` (the default dtype)
-        peephole: keyword only. Gers & Schmidhuber's diagonal peepholes: c_{t-1} into i and f,
-            c_t into o (`weight_peephole`). Default: ``False``
-        coupled: keyword only. CIFG, f = 1 - i (the forget gate's rows of the weights are zero
-            and stay so). Default: ``False``
-        layer_norm: keyword only. Haste's LayerNormLSTM: LN on W x, on U h (gains
-            `ln_weight_ih`, `ln_weight_hh`; b_ih + b_hh their bias) and on c before its tanh
-            (`ln_weight_c`, `ln_bias_c`). Default: ``False``
-        forget_bias: keyword only. The forget gate's bias at initialization: b_ih's forget block
-            is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
-            unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
-        recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
-            it enters U h, in training only (LSTMCell keeps its mask until it is called without a
-            state or `reset_recurrent_dropout()` is called). Default: 0.0
-        zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
-            previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
-        ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
-            "input_activation", "output_activation"): the Odyssey paper's NIG (i = 1), NFG
-            (f = 1), NOG (o = 1), NIAF (g = z_g) and NOAF (h = o ⊙ c). A removed gate's rows of
-            the weights and biases are zero and stay so. Default: ``()``
-
-        The variants' equations, parameter names and refused combinations: docs/variants.md and
-        `lstmbyhand.nn.variants`. Masks come from torch's RNG, so ``torch.manual_seed`` repeats them.
+        {variant_args}
 
     Inputs: input, (h_0, c_0)
         * **input**: tensor of shape :math:`(L, H_{in})` for unbatched input,
@@ -660,28 +665,7 @@ class LSTMCell(nn.Module):
             Default: ``True``
         device: where the parameters are created. Default: ``None`` (the default device)
         dtype: the parameters' dtype. Default: ``None`` (the default dtype)
-        peephole: keyword only. Gers & Schmidhuber's diagonal peepholes: c_{t-1} into i and f,
-            c_t into o (`weight_peephole`). Default: ``False``
-        coupled: keyword only. CIFG, f = 1 - i (the forget gate's rows of the weights are zero
-            and stay so). Default: ``False``
-        layer_norm: keyword only. Haste's LayerNormLSTM: LN on W x, on U h (gains
-            `ln_weight_ih`, `ln_weight_hh`; b_ih + b_hh their bias) and on c before its tanh
-            (`ln_weight_c`, `ln_bias_c`). Default: ``False``
-        forget_bias: keyword only. The forget gate's bias at initialization: b_ih's forget block
-            is set to it and b_hh's to 0, so b_f = b_ih + b_hh starts at forget_bias (Keras'
-            unit_forget_bias is 1.0). Default: 0.0 (nn.LSTM's uniform init)
-        recurrent_dropout: keyword only. Gal & Ghahramani: one mask per sequence on h_{t-1} where
-            it enters U h, in training only (LSTMCell keeps its mask until it is called without a
-            state or `reset_recurrent_dropout()` is called). Default: 0.0
-        zoneout: keyword only. p or (p_h, p_c), Krueger et al.: in training each unit keeps its
-            previous h (c) with probability p_h (p_c); in evaluation the expectation. Default: 0.0
-        ablate: keyword only. Names from ("input_gate", "forget_gate", "output_gate",
-            "input_activation", "output_activation"): the Odyssey paper's NIG (i = 1), NFG
-            (f = 1), NOG (o = 1), NIAF (g = z_g) and NOAF (h = o ⊙ c). A removed gate's rows of
-            the weights and biases are zero and stay so. Default: ``()``
-
-        The variants' equations, parameter names and refused combinations: docs/variants.md and
-        `lstmbyhand.nn.variants`. Masks come from torch's RNG, so ``torch.manual_seed`` repeats them.
+        {variant_args}
 
     Inputs: input, (h_0, c_0)
         - **input** of shape :math:`(N, H_{in})` or :math:`(H_{in})`: the input features
@@ -830,3 +814,7 @@ class LSTMCell(nn.Module):
             self.options.variant, w, x @ self.weight_ih.T, h, c, m, zeta_c, zeta_h
         )
         return h_t, c_t
+
+
+for _module in (LSTM, LSTMCell):  # both docstrings take the one text of the variant keywords
+    _module.__doc__ = str(_module.__doc__).replace("        {variant_args}", _VARIANT_ARGS.rstrip())

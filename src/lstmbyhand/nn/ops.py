@@ -461,6 +461,16 @@ def _differentiated(tensors: list[Tensor | None]) -> bool:
     return any(forward_ad.unpack_dual(t).tangent is not None for t in present)
 
 
+def onnx_exporting() -> bool:
+    """Whether torch.onnx.export is capturing the model. Asked only while tracing or compiling:
+    nn/onnx.py, imported here on first need, imports torch._dynamo (seconds)."""
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return False
+    from lstmbyhand.nn import onnx
+
+    return onnx.exporting()
+
+
 def lstm_sequence(
     x: Tensor,
     h0: Tensor,
@@ -480,9 +490,9 @@ def lstm_sequence(
     bias = bptt.combined_bias(bias_ih, bias_hh)
     args = _autocast([x, h0, c0, weight_ih, weight_hh, bias, weight_hr], x)
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        from lstmbyhand.nn import onnx  # here: it imports torch._dynamo (seconds)
+        if onnx_exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
+            from lstmbyhand.nn import onnx
 
-        if onnx.exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
             return onnx.lstm_node(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   batch_sizes, reverse)  # fmt: skip
         if torch.jit.is_tracing() or torch.compiler.is_exporting() or _differentiated(args):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from lstmbyhand.nn import variant_bptt
-from lstmbyhand.nn.ops import _as, _cast, _compute_dtype, _no_autocast
+from lstmbyhand.nn.ops import _as, _cast, _compute_dtype, _no_autocast, onnx_exporting
 from lstmbyhand.nn.sequence import variant_sequence
 from lstmbyhand.nn.variants import Masks, Variant, VariantWeights
 
@@ -162,11 +162,10 @@ def variant_lstm_sequence(
 
     x (T, B, I), h0 (B, P), c0 (B, H) -> output (T, B, P), h_n (B, P), c_n (B, H).
     """
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        from lstmbyhand.nn import onnx  # here: it imports torch._dynamo (seconds)
+    if onnx_exporting():
+        from lstmbyhand.nn import onnx
 
-        if onnx.exporting():
-            onnx.refuse_variant(variant)
+        onnx.refuse_variant(variant)
     if torch.is_autocast_enabled(x.device.type) and x.dtype == torch.float32:
         dtype = torch.get_autocast_dtype(x.device.type)
         x, h0, c0 = x.to(dtype), h0.to(dtype), c0.to(dtype)
