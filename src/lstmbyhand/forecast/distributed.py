@@ -3,10 +3,14 @@
     torchrun --standalone --nproc_per_node=2 -m lstmbyhand train DATA.csv --target COL ...
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in each process's environment;
-`init_from_env` joins the process group (gloo on CPU, NCCL on CUDA). Every rank reads the data and
-builds the same model from the same seed; DistributedDataParallel averages gradients; a
-DistributedSampler gives each rank its share of every epoch's shuffled windows. Only rank 0 writes.
-Without torchrun (WORLD_SIZE unset or 1) every function here is a cheap no-op.
+`init_from_env` joins the process group (gloo on CPU, NCCL on CUDA). Every rank reads the data file
+and builds the same model from the same seed. With at least as many series as ranks, each rank
+prepares and windows only its own series (`pool.assign`: whole series, balanced by windows) and
+`ShardSampler` shuffles them, every rank taking the same number of steps; with fewer series (one
+series), every rank prepares them all and a DistributedSampler gives each rank its share of every
+epoch's shuffled windows. DistributedDataParallel averages the gradients; losses are summed over
+ranks; `gather` brings the per-series results (scalers, statistical forecasts) to rank 0, the only
+rank that writes. Without torchrun (WORLD_SIZE unset or 1) every function here is a cheap no-op.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 
 def active() -> bool:
@@ -93,6 +98,50 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     if active():
         dist.all_reduce(t)
     return t
+
+
+def all_max(n: int, device: torch.device | None = None) -> int:
+    """The largest `n` over ranks (`n` itself without a process group)."""
+    if not active():
+        return n
+    t = torch.tensor([n], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def gather(obj: object) -> list | None:
+    """Every rank's `obj` (picklable), in rank order, on rank 0; None on the other ranks. Every
+    rank must call it. Without a process group: [obj]."""
+    if not active():
+        return [obj]
+    out: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+class ShardSampler(Sampler[int]):
+    """This rank's own windows (0 .. n - 1) shuffled each epoch, `steps` of them: the permutation
+    of a generator seeded with seed + epoch (as DistributedSampler seeds), repeated from its start
+    up to `steps` (the largest rank's n), so that every rank takes the same number of batches --
+    DistributedDataParallel needs every rank in every all-reduce."""
+
+    def __init__(self, n: int, steps: int, seed: int) -> None:
+        if n < 1 or steps < n:
+            raise ValueError(f"expected 1 <= n <= steps, got n={n}, steps={steps}")
+        self.n, self.steps, self.seed, self.epoch = n, steps, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g)  # (n,)
+        repeats = -(-self.steps // self.n)
+        return iter(order.repeat(repeats)[: self.steps].tolist())
 
 
 def gather_rng_states() -> list[torch.Tensor]:

@@ -9,11 +9,17 @@ covariate scaler are fitted on its own training part, its statistical base on it
 before its test split. A series too short for the window and horizon is skipped (listed in
 `skipped`, with its length; the CLI prints them as a warning); a file whose every series is too
 short is refused. A file of one series is exactly `prepare`'s single series (its errors too).
+
+Under torchrun, `prepare_pool(..., shard=(rank, world_size))` prepares only this rank's series
+(`assign`: whole series, balanced by training windows, the same on every rank); with fewer series
+than ranks it prepares them all and the ranks share the windows instead (`Pool.sharded` False).
+What is decided over all series -- which are too short, the season -- is decided on every rank
+from every series' length before the sharding, so it is the same everywhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -25,7 +31,13 @@ from lstmbyhand.forecast.features import CovariateScaler
 from lstmbyhand.forecast.panel import Panel, read_panel
 from lstmbyhand.forecast.prepare import Prepared, prepare
 from lstmbyhand.forecast.scaling import Scaler, reference
-from lstmbyhand.forecast.windows import fits, minimum_length, split_sizes
+from lstmbyhand.forecast.windows import (
+    fits,
+    make_split,
+    minimum_length,
+    split_origins,
+    split_sizes,
+)
 
 Scalers = dict[str, tuple[Scaler, CovariateScaler | None]]  # series id -> its scalers
 LAZY_ABOVE = 200_000  # training windows beyond which they are made batch by batch (`Windows`)
@@ -101,6 +113,8 @@ class Pool:
     members: list[Prepared]
     panel: Panel
     skipped: dict[str, int]  # id -> length, too short for the window and horizon
+    sharded: bool = False  # True: `members` are this rank's series only (see `assign`)
+    n_train: dict[str, int] = field(default_factory=dict)  # every kept series' training values
 
     @property
     def season(self) -> int:
@@ -151,13 +165,39 @@ def load_panel(s: TrainSettings, data: str | None = None, column_hint: str | Non
     return read_panel(data or s.data, s.target, s.time, s.id, s.fill, covariates, column_hint)
 
 
-def prepare_pool(s: TrainSettings, panel: Panel, scalers: Scalers | None = None) -> Pool:
+def assign(counts: list[int], ranks: int) -> list[int]:
+    """The rank of each series, counts[k] its training windows: longest first, each to the rank
+    with the fewest windows so far (ties: the lower rank). Deterministic, so every rank computes
+    the same; the largest load exceeds the mean by at most the largest single series."""
+    load = [0] * ranks
+    owner = [0] * len(counts)
+    for k in sorted(range(len(counts)), key=lambda k: (-counts[k], k)):
+        r = min(range(ranks), key=lambda r: (load[r], r))
+        owner[k] = r
+        load[r] += counts[k]
+    return owner
+
+
+def train_windows(s: TrainSettings, n: int) -> int:
+    """Training windows of a series of n values under the settings (as `prepare` makes them)."""
+    split = make_split(n, s.window, s.horizon, s.val_fraction, s.test_fraction)
+    return len(split_origins(split, s.window, s.model.outputs)["train"])
+
+
+def prepare_pool(
+    s: TrainSettings,
+    panel: Panel,
+    scalers: Scalers | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Pool:
     """Prepare every series long enough for the settings (see the module docstring). `scalers`:
-    the run's, by id (evaluate, forecast); None: fitted on each training part."""
+    the run's, by id (evaluate, forecast); None: fitted on each training part. `shard`: (rank,
+    world_size): only this rank's series, when there are at least as many as ranks."""
     if panel.layout == "single":  # exactly one series, as before: its own errors
         one = panel.series[0]
         given = (scalers or {}).get(one.id, (None, None))
-        return Pool([prepare(s, one, *given)], panel, {})
+        member = prepare(s, one, *given)
+        return Pool([member], panel, {}, n_train={one.id: member.parts.n_train})
     short = {x.id: len(x) for x in panel.series if not _long_enough(s, len(x))}
     if len(short) == len(panel.series):
         need = minimum_length(s.window, s.horizon, s.val_fraction, s.test_fraction)
@@ -171,11 +211,17 @@ def prepare_pool(s: TrainSettings, panel: Panel, scalers: Scalers | None = None)
         season = kept[0].season
         shortest = min(split_sizes(len(x), s.val_fraction, s.test_fraction).n_train for x in kept)
         s = replace(s, season=season if season < shortest else 0)
+    n_train = {x.id: split_sizes(len(x), s.val_fraction, s.test_fraction).n_train for x in kept}
+    sharded = shard is not None and shard[1] > 1 and len(kept) >= shard[1]
+    if sharded:
+        rank, world_size = shard  # type: ignore[misc]
+        owner = assign([train_windows(s, len(x)) for x in kept], world_size)
+        kept = [x for x, r in zip(kept, owner, strict=True) if r == rank]
     members = []
     for x in kept:
         given = scalers.get(x.id, (None, None)) if scalers is not None else (None, None)
         members.append(prepare(s, x, *given))
-    return Pool(members, panel, short)
+    return Pool(members, panel, short, sharded, n_train)
 
 
 def run_scalers(config: RunConfig, where: str) -> Scalers:

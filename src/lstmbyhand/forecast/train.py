@@ -11,10 +11,14 @@ with the last good checkpoint kept. Ctrl-C and SIGTERM stop it the same way (see
 `refit`, the run is then trained again on the whole series for the best epoch's count (refit.py).
 
 Under torchrun the same loop runs on every rank (see `distributed.py`): the model is wrapped in
-DistributedDataParallel, a DistributedSampler (seeded, `set_epoch` each epoch) gives each rank its
-share of the windows -- with one process the same sampler, num_replicas=1, gives the same seeded
-order per epoch -- and the training and validation losses are summed over ranks with all_reduce.
-Only rank 0 writes files and shows the progress bar; every rank's RNG state goes into the checkpoint.
+DistributedDataParallel. With at least as many series as ranks each rank prepares only its own
+series (`pool.assign`) and a `ShardSampler` shuffles its windows, every rank taking the same number
+of batches; with fewer (one series) every rank prepares all and a DistributedSampler (seeded,
+`set_epoch` each epoch) gives each rank its share of the windows -- with one process the same
+sampler, num_replicas=1, gives the same seeded order per epoch. The training and validation losses
+are summed over ranks with all_reduce, so every rank takes the same early-stopping decision; the
+series' scalers, statistical forecasts and (with a base) validation windows are gathered to rank 0,
+which alone writes files and shows the progress bar; every rank's RNG state goes into the checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -151,25 +156,81 @@ def versions() -> dict:
             "python": platform.python_version()}  # fmt: skip
 
 
+def member_row(m) -> dict:
+    """One series' entry in config.json's panel: its id, length, split and scalers."""
+    return {"id": m.series.id, "length": len(m.series), "split": split_dict(m),
+            "scaler": m.scaler.to_dict(),
+            "covariates": m.covariate_scaler.to_dict() if m.covariate_scaler else None}  # fmt: skip
+
+
+def series_rows(pool: Pool) -> list[dict] | None:
+    """Every kept series' `member_row`, in the file's order, on rank 0 (None on the others);
+    sharded, each rank sends its own series' rows."""
+    if not pool.sharded:
+        return [member_row(m) for m in pool.members]
+    order = {k: i for i, k in enumerate(pool.panel.ids)}
+    parts = distributed.gather([member_row(m) for m in pool.members])
+    if parts is None:
+        return None
+    return sorted((row for part in parts for row in part), key=lambda row: order[row["id"]])
+
+
+def stored_forecasts(pool: Pool) -> tuple[dict[str, np.ndarray], dict] | None:
+    """`baselines.stored` of every series, on rank 0 (None on the others). Sharded, each rank
+    computes its own series' forecasts; rank 0 joins them in the file's order."""
+    if not pool.sharded:
+        return stored(pool.members)
+    stored(pool.members)  # the forecasts evaluate will ask for, computed where the series are
+    order = {k: i for i, k in enumerate(pool.panel.ids)}
+    mine = [(order[m.series.id], m.statistical.key, m.statistical.known) for m in pool.members]
+    parts = distributed.gather(mine)
+    if parts is None:
+        return None
+    done = sorted((entry for part in parts for entry in part), key=lambda e: e[0])
+    shims = [
+        SimpleNamespace(statistical=SimpleNamespace(key=key, known=known), origins={})
+        for _, key, known in done
+    ]  # fmt: skip  (their forecasts are already made)
+    return stored(shims)  # type: ignore[arg-type]
+
+
+def validation_windows(pool: Pool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Every series' validation windows (K, ·), (K, O) in the file's order, on rank 0; None on
+    the other ranks, or when there are none."""
+    if not pool.sharded:
+        return pool.tensors("val") if pool.count("val") else None
+    order = {k: i for i, k in enumerate(pool.panel.ids)}
+    mine = [(order[m.series.id], *m.tensors("val")) for m in pool.members if len(m.origins["val"])]
+    parts = distributed.gather(mine)
+    if parts is None:
+        return None
+    done = sorted((entry for part in parts for entry in part), key=lambda e: e[0])
+    if not done:
+        return None
+    return torch.cat([x for _, x, _ in done]), torch.cat([y for _, _, y in done])
+
+
 def make_config(
-    run_id: str, s: TrainSettings, pool: Pool, world_size: int, device: torch.device
+    run_id: str,
+    s: TrainSettings,
+    pool: Pool,
+    world_size: int,
+    device: torch.device,
+    rows: list[dict] | None = None,
 ) -> RunConfig:
-    """The run's config: the data, split and scaler of its (first) series; with many series or
-    covariates, `panel` holds every series' own (see `RunConfig.panel`)."""
-    prep = pool.members[0]
-    series = prep.series
+    """The run's config: the data, split and scaler of its first series; with many series or
+    covariates, `panel` holds every series' own (see `RunConfig.panel`). `rows`: every series'
+    `member_row` (`series_rows`; default: the pool's members')."""
+    rows = rows if rows is not None else [member_row(m) for m in pool.members]
+    series = pool.members[0].series  # the file's, its frequency and time column
     freq = series.freq if not isinstance(series.freq, float) else float(series.freq)
     data = {"path": str(Path(s.data).resolve()), "sha256": series.sha256, "target": s.target,
-            "time": series.time_column, "freq": freq, "length": len(series)}  # fmt: skip
+            "time": series.time_column, "freq": freq, "length": rows[0]["length"]}  # fmt: skip
     panel = None
     if pool.panel.layout != "single" or s.model.features:
-        rows = [{"id": m.series.id, "length": len(m.series), "split": split_dict(m),
-                 "scaler": m.scaler.to_dict(),
-                 "covariates": m.covariate_scaler.to_dict() if m.covariate_scaler else None}
-                for m in pool.members]  # fmt: skip
         panel = {"layout": pool.panel.layout, "id": pool.panel.id_column, "series": rows,
                  "skipped": pool.skipped}  # fmt: skip
-    return RunConfig(run_id, s, data, split_dict(prep), prep.scaler.to_dict(), int(s.season or 0),
+    return RunConfig(run_id, s, data, rows[0]["split"], rows[0]["scaler"], int(s.season or 0),
                      str(device), world_size, versions(), panel=panel)  # fmt: skip
 
 
@@ -285,7 +346,8 @@ def _train(
         s.check()
     panel = load_panel(s)
     config = check_resume(run, s, given, panel.sha256) if resume else None
-    prep = prepare_pool(s, panel, run_scalers(config, str(run.file(CONFIG))) if config else None)
+    scalers = run_scalers(config, str(run.file(CONFIG))) if config else None
+    prep = prepare_pool(s, panel, scalers, (rank, world_size) if world_size > 1 else None)
     s.season = prep.season  # resolved from the time column when not given
     for member in prep.members:
         if s.season >= member.parts.n_train:
@@ -295,6 +357,13 @@ def _train(
                 + (f" of series {member.series.id!r}" if member.series.id else "")
                 + "): no season can be seen in it; pass a smaller --season, or 0 for none"
             )
+    short = {k: n for k, n in prep.n_train.items() if s.season >= n}  # another rank's series too
+    if short:
+        k, n = min(short.items(), key=lambda kv: kv[1])
+        raise UserError(
+            f"--season {s.season} is not shorter than the training part ({n} values of series "
+            f"{k!r}): no season can be seen in it; pass a smaller --season, or 0 for none"
+        )
     device = distributed.choose_device(s.device)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
@@ -323,12 +392,16 @@ def _train(
             raise error or UserError(f"rank 0 could not create {run.path}; see its message")
         val = trainer.validate()  # epoch 0: the untrained model, i.e. the baseline
         progress.best_val = math.inf if val is None else val
+    rows, statistical = series_rows(prep), stored_forecasts(prep)  # every rank takes part
     if is_main:
         with signals.deferred():
-            run.write_config(make_config(run.run_id, s, prep, world_size, device).to_dict())
+            config_dict = make_config(run.run_id, s, prep, world_size, device, rows).to_dict()
+            run.write_config(config_dict)
             run.write_weights(best, weights_meta(progress))  # after a resume: a crash may have
             run.write_metrics(progress.history)  # come between the files of the last epoch
-            run.write_statistical(stored(prep.members))  # what evaluate asks of the base's models
+            run.write_statistical(
+                statistical or ({}, {"fits": {}})
+            )  # what evaluate asks of the base's models
 
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
@@ -351,8 +424,9 @@ def _train(
             "the ranks ended with different weights; this is a bug, please report it"
         )
     chosen = best  # no validation part: the network (nothing to choose by)
-    if prep.count("val"):
-        chosen = select(s.model, best, *prep.tensors("val"))  # the network, or its base (model.py)
+    windows = validation_windows(prep) if s.model.base != "none" else None  # on rank 0
+    if windows is not None:
+        chosen = select(s.model, best, *windows)  # the network, or its base (model.py)
     if is_main and chosen is not best:
         with signals.deferred():
             run.write_weights(chosen, {"epoch": progress.best_epoch, "kept": "base"})
@@ -406,19 +480,26 @@ def check_state(
 
 
 def loaders(prep: Pool, s: TrainSettings, rank: int, world_size: int):
-    """This rank's training loader (shuffled per epoch) and validation share (every n-th window)."""
+    """This rank's training loader (shuffled per epoch) and validation share: sharded by series
+    (`prep.sharded`), its own series' windows, each rank the same number of batches; otherwise
+    every n-th of the shuffled windows and of the validation windows."""
     train_set = prep.dataset("train")  # (K, W), (K, H): stacked, or made batch by batch
-    sampler: DistributedSampler = DistributedSampler(
-        train_set, world_size, rank, shuffle=True, seed=s.seed
-    )
+    sampler: DistributedSampler | distributed.ShardSampler
+    if prep.sharded:
+        steps = distributed.all_max(len(train_set))  # the largest rank's windows, every rank's
+        sampler = distributed.ShardSampler(len(train_set), steps, s.seed)
+        size = steps
+    else:
+        sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=s.seed)
+        size = len(train_set)
     x, y = train_set[0]
     val_x, val_y = prep.tensors("val") if prep.count("val") else (x[:0], y[:0])  # a refit
-    batch = min(s.batch_size, max(1, len(train_set)))  # a larger batch is the same one batch
+    if not prep.sharded:
+        val_x, val_y = val_x[rank::world_size], val_y[rank::world_size]
+    batch = min(s.batch_size, max(1, size))  # a larger batch is the same one batch
     made = batches if isinstance(train_set, Windows) else None  # its batches come made
-    return DataLoader(train_set, batch_size=batch, sampler=sampler, collate_fn=made), (
-        val_x[rank::world_size],
-        val_y[rank::world_size],
-    )
+    loader = DataLoader(train_set, batch_size=batch, sampler=sampler, collate_fn=made)
+    return loader, (val_x, val_y)
 
 
 def finished(s: TrainSettings, progress: Progress) -> bool:
