@@ -12,6 +12,7 @@ from test_variants import BATCH_SIZES, VARIANTS, grads_of, leaves, make, masks
 import lstmbyhand
 from lstmbyhand.nn import native, variant_bptt
 from lstmbyhand.nn.variant_ops import variant_lstm_sequence
+from lstmbyhand.nn.variants import CellOptions, VariantWeights
 
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5}
 
@@ -60,3 +61,33 @@ def test_a_bidirectional_stack_of_variants_on_the_compiled_path_equals_the_reada
         results.append([out, *torch.autograd.grad(loss, list(lstm.parameters()))])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_the_16_wide_rows_equal_the_python_declaration(name):
+    """H = 20: cell.h's AVX-512 rows (16 units a time, where the build targets them) and their scalar
+    tail (4 units), float32, regularized, against the PyTorch-op kernels."""
+    v = VARIANTS[name]
+    T_, B_, I_, H_ = 5, 4, 3, 20
+    g = torch.Generator().manual_seed(7)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).requires_grad_()
+
+    ln = (rand(4 * H_), rand(4 * H_), rand(H_), rand(H_)) if v.layer_norm else (None,) * 4
+    w = VariantWeights(
+        rand(4 * H_, I_), rand(4 * H_, H_), rand(4 * H_), None, rand(3 * H_) if v.peephole else None,
+        *ln,
+    )  # fmt: skip
+    x, h0, c0 = rand(T_, B_, I_), rand(B_, H_), rand(B_, H_)
+    torch.manual_seed(3)
+    opts = CellOptions.of(recurrent_dropout=0.4, zoneout=(0.3, 0.5))
+    m = opts.masks(torch.zeros(()), T_, B_, H_, H_, training=True)
+    inputs = leaves(x, h0, c0, w)
+    compiled = variant_lstm_sequence(x, h0, c0, w, v, m)
+    with native.python_kernels_only():
+        python = variant_lstm_sequence(x, h0, c0, w, v, m)
+    for a, b in zip(compiled, python, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-5 * max(1.0, b.abs().max().item()))
+    for a, b in zip(grads_of(compiled, inputs), grads_of(python, inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-4 * max(1.0, b.abs().max().item()))

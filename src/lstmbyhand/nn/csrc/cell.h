@@ -206,6 +206,10 @@ struct VariantFlags {
 
 constexpr double kLayerNormEps = 1e-5;  // variants.LN_EPS
 
+#if defined(LSTMBYHAND_AVX512)
+inline __mmask16 all_or_none(bool on) { return on ? __mmask16(0xFFFF) : __mmask16(0); }
+#endif
+
 // Σ_k f(k) over k < n in 8 independent partial sums (one sum is a chain of dependent additions,
 // 4 cycles each; eight chains run side by side and GCC packs them into vector adds).
 template <typename T, typename F>
@@ -250,8 +254,44 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
                                  T* __restrict__ rstd_c, T* __restrict__ r) {
   const bool no_i = v.no_i, no_f = v.no_f, coupled = v.coupled, no_g = v.no_g_act,
              zoned = v.zoned_c, no_o = v.no_o, no_a = v.no_c_act, ln = v.layer_norm;
+  int64_t k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  // The loops below, 16 units at a time (GCC does not vectorize their option selects): an option is
+  // a loop-invariant mask, all lanes or none, and a blend keeps one side of its choice.
+  [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f);
+  if constexpr (std::is_same_v<T, float>) {
+    const __mmask16 m_no_i = all_or_none(no_i), m_no_f = all_or_none(no_f),
+                    m_coupled = all_or_none(coupled), m_no_g = all_or_none(no_g),
+                    m_zoned = all_or_none(zoned);
+    for (; k + 16 <= H; k += 16) {
+      const __m512 c_prev = _mm512_loadu_ps(c + k);
+      const __m512 i = _mm512_mask_blend_ps(
+          m_no_i, sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + k), c_prev, _mm512_loadu_ps(z + k))),
+          one);  // F2 (peephole p_i; NIG)
+      const __m512 f_own = _mm512_mask_blend_ps(
+          m_no_f,
+          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + H + k), c_prev, _mm512_loadu_ps(z + H + k))),
+          one);  // F2 (peephole p_f; NFG)
+      const __m512 f = _mm512_mask_blend_ps(m_coupled, f_own, _mm512_sub_ps(one, i));  // F2 (CIFG)
+      const __m512 z_g = _mm512_loadu_ps(z + 2 * H + k);
+      const __m512 g = _mm512_mask_blend_ps(m_no_g, tanh16(z_g), z_g);  // F2 (NIAF)
+      const __m512 c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
+      const __m512 zeta = _mm512_loadu_ps(zc + k);
+      const __m512 c_t = _mm512_mask_blend_ps(
+          m_zoned, c_new,
+          _mm512_fmadd_ps(zeta, c_prev, _mm512_mul_ps(_mm512_sub_ps(one, zeta), c_new)));  // F3: zoneout
+      _mm512_storeu_ps(a + k, i);
+      _mm512_storeu_ps(a + H + k, f);
+      _mm512_storeu_ps(a + 2 * H + k, g);
+      _mm512_storeu_ps(cp + k, c_prev);
+      _mm512_storeu_ps(ct + k, c_t);
+      _mm512_storeu_ps(c + k, c_t);
+    }
+  }
+#endif
 #pragma GCC ivdep
-  for (int64_t k = 0; k < H; ++k) {
+  for (int64_t k0 = k; k0 < H; ++k0) {
+    const int64_t k = k0;
     const T c_prev = c[k];
     const T i = no_i ? T(1) : sigmoid(z[k] + p[k] * c_prev);  // F2 (peephole p_i; NIG)
     const T f_own = sigmoid(z[H + k] + p[H + k] * c_prev);  // F2 (peephole p_f)
@@ -267,8 +307,30 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
     c[k] = c_t;
   }
   if (ln) *rstd_c = layer_norm_row(H, ct, chat);  // F4: LN(c_t)
+  k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __mmask16 m_no_o = all_or_none(no_o), m_no_a = all_or_none(no_a), m_ln = all_or_none(ln);
+    for (; k + 16 <= H; k += 16) {
+      const __m512 c_t = _mm512_loadu_ps(ct + k);
+      const __m512 o = _mm512_mask_blend_ps(
+          m_no_o,
+          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + 2 * H + k), c_t, _mm512_loadu_ps(z + 3 * H + k))),
+          one);  // F4 (peephole p_o; NOG)
+      const __m512 s = _mm512_mask_blend_ps(
+          m_ln, c_t,
+          _mm512_fmadd_ps(_mm512_loadu_ps(chat + k), _mm512_loadu_ps(ln_w + k),
+                          _mm512_loadu_ps(ln_b + k)));  // F4 (layer_norm)
+      const __m512 a_k = _mm512_mask_blend_ps(m_no_a, tanh16(s), s);  // F4 (NOAF)
+      _mm512_storeu_ps(a + 3 * H + k, o);
+      _mm512_storeu_ps(act + k, a_k);
+      _mm512_storeu_ps(r + k, _mm512_mul_ps(o, a_k));  // F4
+    }
+  }
+#endif
 #pragma GCC ivdep
-  for (int64_t k = 0; k < H; ++k) {
+  for (int64_t k0 = k; k0 < H; ++k0) {
+    const int64_t k = k0;
     const T o = no_o ? T(1) : sigmoid(z[3 * H + k] + p[2 * H + k] * ct[k]);  // F4 (peephole p_o; NOG)
     const T s = ln ? chat[k] * ln_w[k] + ln_b[k] : ct[k];  // F4 (layer_norm)
     const T a_k = no_a ? s : tanh_act(s);  // F4 (NOAF)
@@ -301,8 +363,57 @@ inline void variant_cell_backward(int64_t H, const VariantFlags& v, const T* __r
     ds[k] = ln ? d * ln_w[k] : d;
   }
   if (ln) layer_norm_backward_row(H, ds, chat, rstd_c);  // B4: LN'
+  int64_t k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {  // the loop below, 16 units at a time (as the forward)
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    const __mmask16 m_no_i = all_or_none(no_i), m_no_f = all_or_none(no_f),
+                    m_coupled = all_or_none(coupled), m_no_g = all_or_none(no_g),
+                    m_zoned = all_or_none(zoned), m_no_o = all_or_none(no_o);
+    for (; k + 16 <= H; k += 16) {
+      const __m512 i = _mm512_loadu_ps(a + k), f = _mm512_loadu_ps(a + H + k);
+      const __m512 g = _mm512_loadu_ps(a + 2 * H + k), o = _mm512_loadu_ps(a + 3 * H + k);
+      const __m512 c_prev = _mm512_loadu_ps(cp + k), zeta = _mm512_loadu_ps(zc + k);
+      const __m512 p_i = _mm512_loadu_ps(p + k), p_f = _mm512_loadu_ps(p + H + k);
+      const __m512 p_o = _mm512_loadu_ps(p + 2 * H + k);
+      const __m512 d_o = _mm512_mul_ps(_mm512_loadu_ps(dr + k), _mm512_loadu_ps(act + k));  // B4
+      const __m512 dz_o = _mm512_mask_blend_ps(
+          m_no_o, _mm512_mul_ps(_mm512_mul_ps(d_o, o), _mm512_sub_ps(one, o)), zero);  // B4 (NOG)
+      const __m512 dc_t = _mm512_fmadd_ps(
+          dz_o, p_o, _mm512_add_ps(_mm512_loadu_ps(dc + k), _mm512_loadu_ps(ds + k)));  // B4 (p_o)
+      _mm512_storeu_ps(dp + 2 * H + k,
+                       _mm512_fmadd_ps(dz_o, _mm512_loadu_ps(ct + k), _mm512_loadu_ps(dp + 2 * H + k)));
+      const __m512 dc_hat =
+          _mm512_mask_blend_ps(m_zoned, dc_t, _mm512_mul_ps(_mm512_sub_ps(one, zeta), dc_t));  // B3
+      const __m512 di_own = _mm512_mul_ps(dc_hat, g), df = _mm512_mul_ps(dc_hat, c_prev);  // B3
+      const __m512 dg = _mm512_mul_ps(dc_hat, i);  // B3
+      const __m512 di = _mm512_mask_blend_ps(m_coupled, di_own, _mm512_sub_ps(di_own, df));  // f = 1 - i
+      const __m512 dz_i = _mm512_mask_blend_ps(
+          m_no_i, _mm512_mul_ps(_mm512_mul_ps(di, i), _mm512_sub_ps(one, i)), zero);  // B2 (NIG)
+      const __m512 dz_f = _mm512_mask_blend_ps(
+          m_no_f, _mm512_mul_ps(_mm512_mul_ps(df, f), _mm512_sub_ps(one, f)), zero);  // B2 (NFG)
+      const __m512 dz_g =
+          _mm512_mask_blend_ps(m_no_g, _mm512_mul_ps(dg, _mm512_fnmadd_ps(g, g, one)), dg);  // B2
+      const __m512 keep = _mm512_mask_blend_ps(m_zoned, zero, _mm512_mul_ps(zeta, dc_t));
+      const __m512 dc_prev = _mm512_fmadd_ps(
+          dz_f, p_f, _mm512_fmadd_ps(dz_i, p_i, _mm512_fmadd_ps(dc_hat, f, keep)));  // B3, B2
+      _mm512_storeu_ps(dc + k, dc_prev);
+      _mm512_storeu_ps(dp + k, _mm512_fmadd_ps(dz_i, c_prev, _mm512_loadu_ps(dp + k)));  // dp_i
+      _mm512_storeu_ps(dp + H + k, _mm512_fmadd_ps(dz_f, c_prev, _mm512_loadu_ps(dp + H + k)));
+      _mm512_storeu_ps(dz + k, dz_i);
+      _mm512_storeu_ps(dz + H + k, dz_f);
+      _mm512_storeu_ps(dz + 2 * H + k, dz_g);
+      _mm512_storeu_ps(dz + 3 * H + k, dz_o);
+      _mm512_storeu_ps(db + k, _mm512_add_ps(_mm512_loadu_ps(db + k), dz_i));  // B1: db = Σ dz
+      _mm512_storeu_ps(db + H + k, _mm512_add_ps(_mm512_loadu_ps(db + H + k), dz_f));
+      _mm512_storeu_ps(db + 2 * H + k, _mm512_add_ps(_mm512_loadu_ps(db + 2 * H + k), dz_g));
+      _mm512_storeu_ps(db + 3 * H + k, _mm512_add_ps(_mm512_loadu_ps(db + 3 * H + k), dz_o));
+    }
+  }
+#endif
 #pragma GCC ivdep
-  for (int64_t k = 0; k < H; ++k) {
+  for (int64_t k0 = k; k0 < H; ++k0) {
+    const int64_t k = k0;
     const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
     const T d_o = dr[k] * act[k];  // B4
     const T dz_o = no_o ? T(0) : d_o * o * (T(1) - o);  // B4 (NOG)

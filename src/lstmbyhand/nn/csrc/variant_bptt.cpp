@@ -19,6 +19,7 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 
+#include <cstring>
 #include <vector>
 
 namespace lstmbyhand {
@@ -119,9 +120,16 @@ std::vector<at::Tensor> variant_forward_impl(
   auto step = [&](int64_t s, int64_t j0, int64_t j1) {
     const int64_t t = step_at(s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
     if (n == j0) return;
-    for (int64_t j = j0; j < n; ++j)  // F1: h_in = m ⊙ h_{t-1}
-      for (int64_t k = 0; k < P; ++k)
-        hin[(t * B + j) * P + k] = masked ? ms[j * P + k] * hs[j * P + k] : hs[j * P + k];
+    // (the options' branches sit outside the loops over k, which GCC then vectorizes)
+    for (int64_t j = j0; j < n; ++j) {  // F1: h_in = m ⊙ h_{t-1}
+      T* hi = hin + (t * B + j) * P;
+      const T* hj = hs + j * P;
+      if (masked) {
+        for (int64_t k = 0; k < P; ++k) hi[k] = ms[j * P + k] * hj[k];
+      } else {
+        std::memcpy(hi, hj, P * sizeof(T));
+      }
+    }
     gemm_panels<T>(n - j0, G, P, hin + (t * B + j0) * P, P, uh, zs + j0 * G,
                    G);  // (n - j0, G) F1: a_h = U h_in
     for (int64_t j = j0; j < n; ++j) {
@@ -145,11 +153,20 @@ std::vector<at::Tensor> variant_forward_impl(
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       const T* hat = proj ? hh + j * P : rb + j * H;
-      for (int64_t k = 0; k < P; ++k) {
-        const T h_t = v.zoned_h ? zhs[row * P + k] * hs[j * P + k] + (T(1) - zhs[row * P + k]) * hat[k]
-                                : hat[k];  // F5: zoneout
-        hs[j * P + k] = h_t;
-        out[row * P + k] = h_t;  // F6
+      T* hj = hs + j * P;
+      T* o = out + row * P;
+      if (v.zoned_h) {
+        const T* zeta = zhs + row * P;
+        for (int64_t k = 0; k < P; ++k) {
+          const T h_t = zeta[k] * hj[k] + (T(1) - zeta[k]) * hat[k];  // F5: zoneout
+          hj[k] = h_t;
+          o[k] = h_t;  // F6
+        }
+      } else {
+        for (int64_t k = 0; k < P; ++k) {
+          hj[k] = hat[k];
+          o[k] = hat[k];  // F6
+        }
       }
     }
   };
@@ -232,11 +249,21 @@ std::vector<at::Tensor> variant_backward_impl(
     if (n == j0) return;
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
-      for (int64_t k = 0; k < P; ++k) {
-        const T dh_t = dhs[j * P + k] + dout[row * P + k];  // B6
-        const T zk = v.zoned_h ? zhs[row * P + k] : T(0);
-        dhats[row * P + k] = v.zoned_h ? (T(1) - zk) * dh_t : dh_t;  // B5: zoneout
-        dhs[j * P + k] = zk * dh_t;  // B5: dh_{t-1} ← ζ_h dh_t
+      T* dhj = dhs + j * P;
+      T* dhat = dhats + row * P;
+      const T* d_out = dout + row * P;
+      if (v.zoned_h) {
+        const T* zeta = zhs + row * P;
+        for (int64_t k = 0; k < P; ++k) {
+          const T dh_t = dhj[k] + d_out[k];  // B6
+          dhat[k] = (T(1) - zeta[k]) * dh_t;  // B5: zoneout
+          dhj[k] = zeta[k] * dh_t;  // B5: dh_{t-1} ← ζ_h dh_t
+        }
+      } else {
+        for (int64_t k = 0; k < P; ++k) {
+          dhat[k] = dhj[k] + d_out[k];  // B6
+          dhj[k] = T(0);  // B5: ζ_h = 0
+        }
       }
     }
     const T* dr = dhats + t * B * P;  // without projection dr = dĥ (B5)
@@ -264,9 +291,15 @@ std::vector<at::Tensor> variant_backward_impl(
     }
     gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
             recs + j0 * P, P);  // (n - j0, P) B1: da_h U
-    for (int64_t j = j0; j < n; ++j)
-      for (int64_t k = 0; k < P; ++k)  // B1: dh_{t-1} += m ⊙ (da_h U)
-        dhs[j * P + k] += masked ? ms[j * P + k] * recs[j * P + k] : recs[j * P + k];
+    for (int64_t j = j0; j < n; ++j) {  // B1: dh_{t-1} += m ⊙ (da_h U)
+      T* dhj = dhs + j * P;
+      const T* rec = recs + j * P;
+      if (masked) {
+        for (int64_t k = 0; k < P; ++k) dhj[k] += ms[j * P + k] * rec[k];
+      } else {
+        for (int64_t k = 0; k < P; ++k) dhj[k] += rec[k];
+      }
+    }
   };
   run_row_groups(B, groups, T_, [&](int64_t s, int64_t j0, int64_t j1, int64_t g) {
     step(s, j0, j1, pts + g * W);
