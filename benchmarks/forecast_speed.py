@@ -2,6 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 5] [--set hidden=16]
         [--src DIR]   (another checkout's src/, e.g. the commit before a change)
+        [--cache both|cold|warm]
 
 Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --quiet` then
 `lstmbyhand evaluate RUN`, each a fresh process, as a user runs them, against
@@ -13,6 +14,10 @@ Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --qui
 
 in wall seconds (what a user waits) and CPU seconds (user + sys of the processes; the steadier
 number on a shared machine). The start-up is measured in every repeat, alternating with the runs.
+Two cases (`--cache`): cold, the series' first run (an empty cache of statistical forecasts,
+LSTMBYHAND_CACHE_DIR, see forecast/baselines.py: train imports statsforecast and fits), and warm,
+a later run of the same series and season (the cache filled by one untimed run first: train reads
+the forecasts back). The in-process parts are of cold runs.
 Then, in this process, each part timed (`instrument`): start-up pieces a run pays beyond
 `import torch` (each in a fresh process, minus `import torch`), and the parts of train + evaluate.
 """
@@ -37,6 +42,7 @@ DATASETS = {"airline": ("airline.csv", "passengers", 12), "nile": ("nile.csv", "
 PY = sys.executable
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+CACHE_ENV = "LSTMBYHAND_CACHE_DIR"  # baselines.py's
 PIECES = {  # what a run imports beyond torch, each timed in a fresh process minus `import torch`
     "torch._dynamo (torch.optim imports it on the first step)": "import torch._dynamo",
     "statsforecast.models (train's fits; evaluate without stored forecasts)": (
@@ -60,10 +66,12 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_run(path: str, target: str, season: int, extra: list[str]) -> dict:
-    """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds."""
+def cli_run(path: str, target: str, season: int, extra: list[str], cache: str = "") -> dict:
+    """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds;
+    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{tmp}/run"
+        ENV[CACHE_ENV] = cache or f"{tmp}/cache"
         train = [PY, "-m", "lstmbyhand", "train", path, "--target", target, "--season",
                  str(season), "--out", run, "--quiet", *extra]  # fmt: skip
         t_train = timed(train)
@@ -98,6 +106,8 @@ def instrument() -> None:
     wrap(baselines, "_model", "import statsforecast (first series only)")
     wrap(baselines.Statistical, "model", "fit the statistical models (incl. that import)")
     wrap(baselines.Statistical, "_forward", "statistical forecasts made (incl. the fits)")
+    wrap(baselines, "recall", "cached statistical forecasts read")
+    wrap(baselines, "remember", "cached statistical forecasts written")
     for method in ("write_weights", "write_state", "write_metrics", "write_config"):
         wrap(rundir.RunDir, method, "checkpoint files (atomic, fsync)")
     wrap(rundir.RunDir, "write_statistical", "statistical.safetensors written")
@@ -132,32 +142,41 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--set", nargs="*", default=[], help="train flags, e.g. hidden=16")
     ap.add_argument("--src", default=SRC, help="the src/ folder to run (default: this checkout's)")
+    ap.add_argument("--cache", choices=("both", "cold", "warm"), default="both")
     args = ap.parse_args()
     ENV["PYTHONPATH"] = os.path.abspath(args.src)
     sys.path.insert(0, ENV["PYTHONPATH"])
     extra = [a for kv in args.set for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
     settings = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=") for kv in args.set)}
     paths = {n: str(files("lstmbyhand") / "datasets" / f) for n, (f, _, _) in DATASETS.items()}
+    cases = ("cold", "warm") if args.cache == "both" else (args.cache,)
+    warm = tempfile.TemporaryDirectory()
+    if "warm" in cases:  # one untimed run per series fills the cache
+        for name, (_, target, season) in DATASETS.items():
+            cli_run(paths[name], target, season, extra, warm.name)
     startup: list[tuple[float, float]] = []
-    runs: dict[str, list[dict]] = {name: [] for name in DATASETS}
-    for _ in range(args.repeats):  # alternating: the reference, then each series
+    runs = {(name, case): [] for name in DATASETS for case in cases}  # type: ignore[var-annotated]
+    for _ in range(args.repeats):  # alternating: the reference, then each series and case
         startup.append(timed([PY, "-c", "import torch"]))
         for name, (_, target, season) in DATASETS.items():
-            runs[name].append(cli_run(paths[name], target, season, extra))
+            for case in cases:
+                cache = warm.name if case == "warm" else ""
+                runs[(name, case)].append(cli_run(paths[name], target, season, extra, cache))
+    warm.cleanup()
     up_wall = statistics.median(w for w, _ in startup)
     up_cpu = statistics.median(c for _, c in startup)
     load = os.getloadavg()[0]
     print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU; median of "
           f"{args.repeats} repeats; load average at the end {load:.1f}, {os.cpu_count()} CPUs")  # fmt: skip
-    print("| series | epochs | epochs' own s | train + evaluate s, wall (CPU) | reference s, "
+    print("| series, cache | epochs | epochs' own s | train + evaluate s, wall (CPU) | reference s, "
           "epochs + 2 start-ups, wall (CPU) | ratio, wall (CPU) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    for name, r in runs.items():
+    for (name, case), r in runs.items():
         wall, cpu = (statistics.median(x[k] for x in r) for k in ("wall", "cpu"))
         own = statistics.median(x["own"] for x in r)
         rw, rc = own + 2 * up_wall, own + 2 * up_cpu
         epochs = "-".join(sorted({str(x["epochs"]) for x in r}))
-        print(f"| {name} | {epochs} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {rw:.2f} ({rc:.2f}) "
+        print(f"| {name}, {case} | {epochs} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {rw:.2f} ({rc:.2f}) "
               f"| {wall / rw:.2f} ({cpu / rc:.2f}) |", flush=True)  # fmt: skip
     print("\nstart-up pieces beyond `import torch`, CPU s (median of 3, fresh processes):")
     for label, code in PIECES.items():
@@ -169,6 +188,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     instrument()
+    cold = tempfile.TemporaryDirectory()
+    os.environ[CACHE_ENV] = cold.name
     for name, (_, target, season) in DATASETS.items():
         print(name, json.dumps(in_process(paths[name], target, season, settings)), flush=True)
 

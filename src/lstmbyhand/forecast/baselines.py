@@ -22,13 +22,26 @@ run's back into freshly built models of a fit on the same values with the same s
 `evaluate` neither imports statsforecast nor refits. A history not among them (another data file,
 or the network's own forecasts fed back in) is forecast by the model, fitted on first use as
 before: the numbers are the same either way.
+
+Across runs, the forecasts of a fit are also kept in the user's cache (`cache_dir`: the folder
+$LSTMBYHAND_CACHE_DIR, else $XDG_CACHE_HOME/lstmbyhand/statistical, else
+~/.cache/lstmbyhand/statistical; LSTMBYHAND_CACHE_DIR="" turns it off), one file per fit, named by
+its key and the versions of statsforecast and the libraries its fits run on: a later `train` of the
+same values with the same season reads them back and neither imports statsforecast nor fits. They
+are statsforecast's own forecasts of that very fit, so the numbers are the same either way. A cache
+file is written atomically and checksummed; one that is damaged, another fit's or unreadable is
+ignored (the forecasts are computed again), and one that cannot be written is left out: the cache
+only saves time, it never fails a run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,6 +66,7 @@ class Statistical:
         self.season = int(season)
         self.fitted: dict[str, object] = {}
         self.known: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # (model, H) -> key -> (H,)
+        self.cached: dict[tuple[str, int], dict[str, np.ndarray]] | None = None  # read on a miss
 
     @property
     def key(self) -> str:
@@ -73,7 +87,11 @@ class Statistical:
         known = self.known.setdefault((name, horizon), {})
         key = _digest(history)
         if key not in known:
-            out = self._forward(name, history, horizon)
+            if self.cached is None:
+                self.cached = recall(self.key)
+            out = self.cached.get((name, horizon), {}).get(key)
+            if out is None:
+                out = self._forward(name, history, horizon)
             known[key] = out if out is not None else np.full(horizon, np.nan)
         out = known[key]
         return None if np.isnan(out).any() else out.copy()
@@ -115,7 +133,8 @@ def stored(members: Iterable[Prepared]) -> tuple[dict[str, np.ndarray], dict]:
     forecast is returned: one array (K, H) per fit, model
     and H, named "i.MODEL.H" (i: the fit's place in "fits"), and as JSON the history keys of its
     rows, {"fits": {fit key: {array name: [history key, ...]}}}. A series that used no model
-    (`--base none`) adds nothing, and nothing is fitted for it here."""
+    (`--base none`) adds nothing, and nothing is fitted for it here. Each fit's forecasts are
+    also added to the user's cache (`remember`)."""
     arrays: dict[str, np.ndarray] = {}
     fits: dict[str, dict[str, list[str]]] = {}
     for member in members:
@@ -127,7 +146,100 @@ def stored(members: Iterable[Prepared]) -> tuple[dict[str, np.ndarray], dict]:
             array = f"{list(fits).index(stat.key)}.{name}.{h}"
             arrays[array] = np.stack(list(known.values()))  # (K, H)
             entry[array] = list(known)
+        remember(stat.key, stat.known)
     return arrays, {"fits": {k: v for k, v in fits.items() if v}}
+
+
+CACHE_ENV = "LSTMBYHAND_CACHE_DIR"
+_LIBRARIES = ("statsforecast", "statsmodels", "scipy", "numpy")  # what a fit's numbers depend on
+
+
+def cache_dir() -> Path | None:
+    """The folder of the cached forecasts (see the module's docstring); None: no cache."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen is not None:
+        return Path(chosen).expanduser() if chosen.strip() else None
+    try:
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    except RuntimeError:  # no home folder to be found: no cache
+        return None
+    return Path(root) / "lstmbyhand" / "statistical"
+
+
+@cache
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    return " ".join(f"{name}={one(name)}" for name in _LIBRARIES)
+
+
+def _cache_file(key: str) -> Path | None:
+    folder = cache_dir()
+    return (
+        None if folder is None else folder / f"{_digest(np.zeros(0), key, _versions())}.safetensors"
+    )
+
+
+def recall(key: str) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+    """The cached forecasts of the fit `key`, {(model, H): {history key: (H,)}}; {} when there
+    are none, or the file is damaged, another fit's, of other library versions or unreadable."""
+    from lstmbyhand.errors import UserError
+    from lstmbyhand.forecast.rundir import load_tensors
+
+    path = _cache_file(key)
+    if path is None or not path.is_file():
+        return {}
+    try:
+        tensors, meta = load_tensors(path, "cached statistical forecasts", key)
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+        if meta.get("versions") != _versions() or set(meta) != {"versions", "fits"}:
+            return {}
+        check_stored(arrays, meta)
+        if set(meta["fits"]) != {key}:
+            return {}
+        entry = meta["fits"][key]
+    except (UserError, OSError, ValueError, TypeError, KeyError):
+        return {}
+    out: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for array, keys in entry.items():
+        _, name, h = array.split(".")
+        out[(name, int(h))] = dict(zip(keys, arrays[array].astype(np.float64), strict=True))
+    return out
+
+
+def remember(key: str, known: dict[tuple[str, int], dict[str, np.ndarray]]) -> None:
+    """Add the forecasts `known` of the fit `key` to its cache file (atomic); nothing when they
+    are all there already, or the cache is off or cannot be written."""
+    import torch
+
+    from lstmbyhand.errors import UserError
+    from lstmbyhand.forecast.rundir import save_tensors
+
+    path = _cache_file(key)
+    if path is None or not any(known.values()):
+        return
+    merged = recall(key)
+    if all(k in merged.get(mh, {}) for mh, rows in known.items() for k in rows):
+        return
+    for mh, rows in known.items():
+        merged.setdefault(mh, {}).update(rows)
+    entry = {f"0.{name}.{h}": list(rows) for (name, h), rows in sorted(merged.items()) if rows}
+    tensors = {
+        f"0.{name}.{h}": torch.from_numpy(np.stack(list(rows.values())).astype(np.float64))
+        for (name, h), rows in sorted(merged.items())
+        if rows
+    }  # (K, H) each
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(path, tensors, {"versions": _versions(), "fits": {key: entry}}, key)
+    except (UserError, OSError):
+        pass
 
 
 def check_stored(arrays: dict[str, np.ndarray], meta: dict) -> None:
