@@ -8,6 +8,8 @@ statsforecast fit per series) in a fresh process, or under torchrun with --nproc
 the seconds to read and prepare the data, the training windows per second of the epochs (from
 metrics.csv) and each process's peak resident memory (ru_maxrss, from /usr/bin/time's format).
 Above pool.LAZY_ABOVE training windows the windows are made batch by batch (pool.Windows).
+Under torchrun each rank reads the whole file but prepares and windows only its own series
+(pool.assign), so the windows/s is of all ranks together: the same epoch, shared out.
 """
 
 from __future__ import annotations
