@@ -44,7 +44,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 CACHE_ENV = "LSTMBYHAND_CACHE_DIR"  # baselines.py's
 PIECES = {  # what a run imports beyond torch, each timed in a fresh process minus `import torch`
-    "torch._dynamo (torch.optim imports it on the first step)": "import torch._dynamo",
+    "torch._dynamo (torch.optim.Adam's first step; forecast/optim.py avoids it)": "import torch._dynamo",
     "statsforecast.models (train's fits; evaluate without stored forecasts)": (
         "import statsforecast.models"
     ),
