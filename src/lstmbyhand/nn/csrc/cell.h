@@ -210,27 +210,74 @@ constexpr double kLayerNormEps = 1e-5;  // variants.LN_EPS
 inline __mmask16 all_or_none(bool on) { return on ? __mmask16(0xFFFF) : __mmask16(0); }
 #endif
 
-// Σ_k f(k) over k < n in 8 independent partial sums (one sum is a chain of dependent additions,
-// 4 cycles each; eight chains run side by side and GCC packs them into vector adds).
+// Σ_k f(k) over k < n in kParts independent partial sums: one sum is a chain of dependent
+// additions (4 cycles each), and even 8 lanes in one vector register wait on it; kParts = 32 fill
+// four registers that add side by side (GCC packs the inner loop into vector adds).
+constexpr int64_t kParts = 32;
+
+template <typename T>
+inline T sum_parts(T* part) {  // the kParts partial sums, added pairwise
+  for (int64_t w = kParts / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) part[j] += part[j + w];
+  return part[0];
+}
+
 template <typename T, typename F>
 inline T row_sum(int64_t n, const F& f) {
-  T part[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+  T part[kParts] = {};
   int64_t k = 0;
-  for (; k + 8 <= n; k += 8)
-    for (int64_t j = 0; j < 8; ++j) part[j] += f(k + j);
-  T total = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  for (; k + kParts <= n; k += kParts)
+    for (int64_t j = 0; j < kParts; ++j) part[j] += f(k + j);
+  T total = sum_parts(part);
   for (; k < n; ++k) total += f(k);
   return total;
 }
 
-// LN(a) = (a - mean a) / std a over n values (population variance, as torch): xhat (n), returns 1/std.
+// The mean of a (n) into *mean, and 1/std (population variance, two passes, as torch).
 template <typename T>
-inline T layer_norm_row(int64_t n, const T* __restrict__ a, T* __restrict__ xhat) {
+inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
   const T mean = row_sum<T>(n, [&](int64_t k) { return a[k]; }) / T(n);
   const T var = row_sum<T>(n, [&](int64_t k) { return (a[k] - mean) * (a[k] - mean); }) / T(n);
-  const T rstd = T(1) / std::sqrt(var + T(kLayerNormEps));
+  *mean_out = mean;
+  return T(1) / std::sqrt(var + T(kLayerNormEps));
+}
+
+// LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std.
+template <typename T>
+inline T layer_norm_row(int64_t n, const T* __restrict__ a, T* __restrict__ xhat) {
+  T mean;
+  const T rstd = layer_norm_stats(n, a, &mean);
   for (int64_t k = 0; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
   return rstd;
+}
+
+// The backward of y = LN(a) γ over n values in two passes: from dy (n), γ and xhat = LN(a),
+// d (n) = LN'(dy γ) = (e - mean e - xhat mean(e xhat)) / std with e = dy γ, and dγ += dy xhat. The
+// sums run in kParts partial sums, as row_sum's.
+template <typename T>
+inline void layer_norm_gain_backward_row(int64_t n, const T* __restrict__ dy, const T* __restrict__ gamma,
+                                         const T* __restrict__ xhat, T rstd, T* __restrict__ d,
+                                         T* __restrict__ d_gamma) {
+  T s_e[kParts] = {}, s_ex[kParts] = {};
+  int64_t k = 0;
+  for (; k + kParts <= n; k += kParts)
+    for (int64_t j = 0; j < kParts; ++j) {
+      const T e = dy[k + j] * gamma[k + j];
+      d[k + j] = e;
+      d_gamma[k + j] += dy[k + j] * xhat[k + j];
+      s_e[j] += e;
+      s_ex[j] += e * xhat[k + j];
+    }
+  T sum_e = sum_parts(s_e), sum_ex = sum_parts(s_ex);
+  for (; k < n; ++k) {
+    const T e = dy[k] * gamma[k];
+    d[k] = e;
+    d_gamma[k] += dy[k] * xhat[k];
+    sum_e += e;
+    sum_ex += e * xhat[k];
+  }
+  const T mean_e = sum_e / T(n), mean_ex = sum_ex / T(n);
+  for (k = 0; k < n; ++k) d[k] = (d[k] - mean_e - xhat[k] * mean_ex) * rstd;
 }
 
 // LN'(dy) in place: d (n) holds dy and gets (dy - mean dy - xhat mean(dy xhat)) / std.

@@ -79,20 +79,25 @@ std::vector<at::Tensor> variant_forward_impl(
   at::Tensor output = buffer(packed, {T_, B, P}, opts);
   at::Tensor h = checked(h0, x, "h0").clone(), c = checked(c0, x, "c0").clone();  // (B, P), (B, H)
 
-  // F1's input part, every step at once: a_x = W x_t (T B, G); with layer norm LN(a_x) γ_x
-  at::Tensor a_x = reusable({T_, B, G}, opts);
+  // F1's input part, every step at once: a_x = W x_t (T B, G). With layer norm the product lands in
+  // xhat_x's buffer and is normalized there, row by row, LN(a_x); γ_x multiplies it in the step.
+  at::Tensor a_x = ln ? xhat_x : reusable({T_, B, G}, opts);
   gemm<T>(false, true, TB, G, I, T(1), x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0),
           a_x.data_ptr<T>(), G);
   T* axs = a_x.data_ptr<T>();
   if (ln) {
-    T* xh = xhat_x.data_ptr<T>();
     T* rs = rstd_x.data_ptr<T>();
-    const T* gx = g_x.data_ptr<T>();
     at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
-        if (packed && row % B >= rows[row / B]) continue;  // the row does not run at that step
-        rs[row] = layer_norm_row(G, axs + row * G, xh + row * G);  // F1: LN(a_x)
-        for (int64_t k = 0; k < G; ++k) axs[row * G + k] = xh[row * G + k] * gx[k];  // F1: γ_x
+        T* a = axs + row * G;
+        if (packed && row % B >= rows[row / B]) {  // the row does not run at that step: its cache
+          std::memset(a, 0, G * sizeof(T));  // entry stays zero
+          continue;
+        }
+        T mean;
+        const T rstd = layer_norm_stats(G, a, &mean);
+        rs[row] = rstd;
+        for (int64_t k = 0; k < G; ++k) a[k] = (a[k] - mean) * rstd;  // F1: LN(a_x)
       }
     });
   }
@@ -113,6 +118,7 @@ std::vector<at::Tensor> variant_forward_impl(
   const at::Tensor u_t = paneled_weights({w_hh});  // (P, G) in column panels (blas.h)
   const T *uh = u_t.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *bs = bias.data_ptr<T>(), *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>();
+  const T* gx = g_x.data_ptr<T>();
   const T *gc = g_c.data_ptr<T>(), *bc = b_c.data_ptr<T>(), *zcs = zc.data_ptr<T>();
   const T* ms = masked ? m.data_ptr<T>() : nullptr;
   const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
@@ -137,8 +143,14 @@ std::vector<at::Tensor> variant_forward_impl(
       T* z = zs + j * G;
       const T* ax = axs + row * G;
       if (ln) {
-        rsh[row] = layer_norm_row(G, z, xhh + row * G);  // F1: LN(a_h)
-        for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + xhh[row * G + k] * gh[k] + bs[k];  // F1
+        T* xhat = xhh + row * G;
+        T mean;
+        const T rstd = layer_norm_stats(G, z, &mean);
+        rsh[row] = rstd;
+        for (int64_t k = 0; k < G; ++k) {
+          xhat[k] = (z[k] - mean) * rstd;  // F1: LN(a_h)
+          z[k] = ax[k] * gx[k] + xhat[k] * gh[k] + bs[k];  // F1: LN(a_x) γ_x + LN(a_h) γ_h + b
+        }
       } else {
         for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
       }
@@ -222,7 +234,10 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor da_h = ln ? buffer(packed, {T_, B, G}, opts) : dz;  // (T, B, G) gradient of U h_in
   at::Tensor dhat = buffer(packed, {T_, B, P}, opts);  // (T, B, P) dĥ
   at::Tensor dh = checked(d_hn, x, "d_hn").clone(), dc = checked(d_cn, x, "d_cn").clone();
-  const int64_t W = G + 3 * H + 2 * H + G;  // each group's sums: db | dp | dγ_c | dβ_c | dγ_h
+  const int64_t W = G + 3 * H + 2 * H + 2 * G;  // each group's sums: db | dp | dγ_c | dβ_c | dγ_h | dγ_x
+  // (T, B, G) the gradient of W x_t: with layer norm LN'(dz γ_x), computed in the loop while the step's
+  // rows of dz are in cache; without, dz itself
+  at::Tensor da_x_all = ln ? buffer(packed, {T_, B, G}, opts) : dz;
   at::Tensor parts = at::zeros({groups, W}, opts);
   at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H)
   at::Tensor ds_buf = at::empty({B, H}, opts), rec_buf = at::empty({B, P}, opts);
@@ -238,6 +253,10 @@ std::vector<at::Tensor> variant_backward_impl(
   const T* rcs = ln ? rstd_c.data_ptr<T>() : nullptr;
   const T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
   const T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
+  const T* xhx = ln ? xhat_x.data_ptr<T>() : nullptr;
+  const T* rsx = ln ? rstd_x.data_ptr<T>() : nullptr;
+  T* daxs = da_x_all.data_ptr<T>();
+  const T* gx = g_x.data_ptr<T>();
   const T *whh = w_hh.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>(), *gc = g_c.data_ptr<T>();
   const T* zcs = zc.data_ptr<T>();
@@ -280,13 +299,12 @@ std::vector<at::Tensor> variant_backward_impl(
                             gc, dr + j * H, dcs + j * H, dzs + row * G, sums, sums + G,
                             sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
       if (ln) {
-        T* d = dahs + row * G;
-        T* d_gh = sums + G + 5 * H;
-        for (int64_t k = 0; k < G; ++k) {
-          d[k] = dzs[row * G + k] * gh[k];
-          d_gh[k] += dzs[row * G + k] * xhh[row * G + k];  // B1: dγ_h = Σ dz ⊙ LN(a_h)
-        }
-        layer_norm_backward_row(G, d, xhh + row * G, rsh[row]);  // B1: da_h = LN'(dz γ_h)
+        // B1: da_h = LN'(dz γ_h), dγ_h = Σ dz ⊙ LN(a_h)
+        layer_norm_gain_backward_row(G, dzs + row * G, gh, xhh + row * G, rsh[row], dahs + row * G,
+                                     sums + G + 5 * H);
+        // B1: da_x = LN'(dz γ_x), dγ_x = Σ dz ⊙ LN(a_x)
+        layer_norm_gain_backward_row(G, dzs + row * G, gx, xhx + row * G, rsx[row], daxs + row * G,
+                                     sums + 2 * G + 5 * H);
       }
     }
     gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
@@ -312,23 +330,8 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor d_ln_ih = at::empty({0}, opts), d_ln_hh = at::empty({0}, opts);
   if (ln) {
     d_ln_hh = sums.narrow(0, G + 5 * H, G).clone();  // dγ_h
-    da_x = reusable({TB, G}, opts);
-    const int64_t threads = at::get_num_threads();
-    at::Tensor d_gx_parts = at::zeros({threads, G}, opts);  // each thread's Σ dz ⊙ LN(a_x)
-    T *d = da_x.data_ptr<T>(), *d_gx = d_gx_parts.data_ptr<T>();
-    const T *xh = xhat_x.data_ptr<T>(), *rs = rstd_x.data_ptr<T>(), *gx = g_x.data_ptr<T>();
-    at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
-      T* part = d_gx + at::get_thread_num() * G;
-      for (int64_t row = r0; row < r1; ++row) {
-        for (int64_t k = 0; k < G; ++k) {
-          d[row * G + k] = dzs[row * G + k] * gx[k];
-          part[k] += dzs[row * G + k] * xh[row * G + k];  // B1: dγ_x = Σ dz ⊙ LN(a_x)
-        }
-        if (!packed || row % B < rows[row / B])
-          layer_norm_backward_row(G, d + row * G, xh + row * G, rs[row]);  // B1: da_x = LN'(dz γ_x)
-      }
-    });
-    d_ln_ih = d_gx_parts.sum(0);
+    da_x = da_x_all.view({TB, G});
+    d_ln_ih = sums.narrow(0, 2 * G + 5 * H, G).clone();  // dγ_x
   }
   at::Tensor dx = at::empty({T_, B, I}, opts);
   gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
