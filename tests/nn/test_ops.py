@@ -111,10 +111,16 @@ def test_compile_fullgraph_gives_nn_lstms_numbers(backend, grad):
     assert_matches_nn_lstm(compiled, ours, theirs, grad)
 
 
+# Inductor's C++ kernels in scalar code, compiled in this process: no probe of the machine's vector
+# instruction sets (a compile and a child process each) and no pool of compile workers to start. The
+# same graphs and the same lowering of our operators, at about half the compile time on a cold cache.
+FAST_INDUCTOR = {"cpp.vec_isa_ok": False, "compile_threads": 1}
+
+
 def test_compile_with_inductor():
     torch._dynamo.reset()
     ours, theirs = models()
-    compiled = torch.compile(ours, fullgraph=True)
+    compiled = torch.compile(ours, fullgraph=True, options=FAST_INDUCTOR)
     assert_matches_nn_lstm(compiled, ours, theirs, grad=True)
 
 
