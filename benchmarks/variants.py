@@ -1,19 +1,25 @@
 """The cell variants' training step (forward + backward) against the plain LSTM's and against autograd
 through the readable cell, on the CPU: docs/performance.md's variants table.
 
-    python benchmarks/variants.py [--repeats 7] [--sample-ms 200] [--threads 1]
+    python benchmarks/variants.py [--repeats 7] [--sample-ms 200] [--threads 1] [--clock cpu]
         [--shapes 50,32,64,64 100,64,256,256] [--only peephole zoneout]
 
 Each row times one variant's step against the plain LSTM (same sizes, same input) and against the same
 variant with backend="reference" (the readable loop, autograd), alternating sample by sample
 (`lstmbyhand.cli.timing.compare`), and reports the ratios of the medians. Targets (issue 14): at most
 1.3x the plain step, at least 3x faster than autograd. Regularized rows run in training mode (new
-masks at every call, drawn inside the timed step as a training loop draws them).
+masks at every call, drawn inside the timed step as a training loop draws them). `--clock cpu` times
+with this thread's CPU time (time.thread_time) instead of the wall clock: with one torch thread the
+step runs on this thread alone, and the time other processes hold the cores is left out, which on a
+shared machine keeps the ratios far steadier.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -47,6 +53,27 @@ def train_step(model: LSTM, x: torch.Tensor):
     return step
 
 
+def compare_cpu(
+    ours: Callable[[], None], theirs: Callable[[], None], repeats: int, sample_ms: float
+) -> tuple[float, float]:
+    """Median CPU seconds of this thread per call of ours and theirs, timed alternately (the order
+    flips every repeat), each sample as many calls as fill sample_ms."""
+    loops = 1
+    for fn in (ours, theirs):
+        start = time.thread_time()
+        fn()
+        loops = max(loops, int(sample_ms / 1e3 / max(time.thread_time() - start, 1e-6)))
+    times: dict[int, list[float]] = {0: [], 1: []}
+    fns = (ours, theirs)
+    for r in range(repeats):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            start = time.thread_time()
+            for _ in range(loops):
+                fns[k]()
+            times[k].append((time.thread_time() - start) / loops)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -56,7 +83,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="wall clock, or this thread's CPU time (needs --threads 1)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu needs --threads 1 (the step must run on this thread alone)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -76,12 +109,14 @@ def main() -> None:
             reference = LSTM(I, H, **kwargs)
             reference.load_state_dict(ours.state_dict())
             reference.backend = "reference"
-            t_ours, t_plain = compare(
-                train_step(ours, x), train_step(plain, x), device, args.repeats, args.sample_ms
-            )
-            t_ours2, t_ref = compare(
-                train_step(ours, x), train_step(reference, x), device, args.repeats, args.sample_ms
-            )
+
+            def timed(a, b):
+                if args.clock == "cpu":
+                    return compare_cpu(a, b, args.repeats, args.sample_ms)
+                return compare(a, b, device, args.repeats, args.sample_ms)
+
+            t_ours, t_plain = timed(train_step(ours, x), train_step(plain, x))
+            t_ours2, t_ref = timed(train_step(ours, x), train_step(reference, x))
             print(
                 f"| {T}, {B}, {I}, {H} | {name} | {t_ours * 1e3:.2f} | {t_ours / t_plain:.2f} | "
                 f"{t_ref / t_ours2:.1f} |",
