@@ -1,7 +1,10 @@
 """Test-suite settings: one torch thread per test process; property tests explore new examples
 locally and replay a fixed set in CI."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -13,6 +16,16 @@ from hypothesis import settings
 # waits (measured: tests/nn/test_bptt.py's gradchecks take 104 s of CPU on 2 threads, 19 s on 1).
 # Tests of the threaded kernels set their thread count themselves (helpers.torch_threads).
 torch.set_num_threads(1)
+
+# The statistical forecasts' cache (forecast/baselines.py) in a folder of this session's own, never the
+# user's ~/.cache: xdist's workers inherit it from the controller, which loads this file first, so a fit
+# made by one test is reused by the next train of the same series (identical numbers: the cache stores
+# the fit's float64 forecasts) and no run depends on what an earlier session left behind. Tests of the
+# cache itself set their own folder.
+if "LSTMBYHAND_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="lstmbyhand-test-cache-")
+    os.environ["LSTMBYHAND_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
