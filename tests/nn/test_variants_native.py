@@ -91,3 +91,21 @@ def test_the_16_wide_rows_equal_the_python_declaration(name):
         torch.testing.assert_close(a, b, rtol=0, atol=2e-5 * max(1.0, b.abs().max().item()))
     for a, b in zip(grads_of(compiled, inputs), grads_of(python, inputs), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=2e-4 * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("used", [0, 1, 2])
+def test_gradients_when_only_one_result_is_used(used):
+    """The operator leaves unused gradients unmaterialized (None, not zeros); the result must still be
+    autograd's through the readable loop (variant_sequence) when only output, h_n or c_n feeds the
+    loss."""
+    torch.manual_seed(3)
+    lstm = lstmbyhand.LSTM(3, 4, peephole=True, layer_norm=True).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for backend in ("bptt", "reference"):
+        lstm.backend = backend
+        out, (h_n, c_n) = lstm(x)
+        loss = (out, h_n, c_n)[used].pow(2).sum()
+        grads.append(torch.autograd.grad(loss, [x, *lstm.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -112,6 +112,10 @@ _STATE, _MASKS = 3, 3 + N_WEIGHTS
 def _setup_context(ctx, inputs, output) -> None:
     cache = output[3:]
     ctx.mark_non_differentiable(*cache)
+    # The cache outputs never get a gradient: leave unused ones None instead of zero-filled tensors
+    # (autograd would otherwise allocate and zero one per cache output on every backward).
+    ctx.set_materialize_grads(False)
+    ctx.out_like = [(o.shape, o.dtype, o.device) for o in output[:3]]
     ctx.save_for_backward(*inputs[: _MASKS + 4], *cache)
     ctx.reverse, ctx.flags = inputs[-2], inputs[-1]
 
@@ -133,6 +137,10 @@ def _readable_grads(ctx, primals, masks, batch_sizes, d_outs):
 
 
 def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
+    d_output, d_hn, d_cn = (
+        torch.zeros(shape, dtype=dtype, device=device) if d is None else d
+        for d, (shape, dtype, device) in zip((d_output, d_hn, d_cn), ctx.out_like, strict=True)
+    )
     saved = ctx.saved_tensors
     primals, masks = saved[:_MASKS], saved[_MASKS : _MASKS + 3]
     batch_sizes, cache = saved[_MASKS + 3], saved[_MASKS + 4 :]
