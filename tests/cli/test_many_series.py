@@ -8,6 +8,7 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from helpers import one_line_error
 from statsforecast import StatsForecast
 from statsforecast.models import AutoETS
@@ -150,3 +151,35 @@ def test_backtest_cuts_every_series_and_pools_their_folds(tmp_path, capsys, macr
     assert [f["points"] for f in result["folds"]] == [36, 36] and result["series"] == 3
     naive = [f["metrics"]["naive"]["mae"] for f in result["folds"]]
     assert result["pooled"]["naive"]["mae"] == pytest.approx(np.mean(naive))
+
+
+def test_refit_on_many_series_sees_each_series_last_value(tmp_path, capsys, macro3):
+    """Only cpi's last quarter changed: the evaluated weights (that value is in their test part) stay
+    byte for byte, the refit weights (trained on every series' whole length) change, and forecast
+    uses the refit ones and says so."""
+    from lstmbyhand.forecast.rundir import REFIT
+
+    data, frame = macro3
+    other = frame.copy()
+    last_cpi = other.index[other["unique_id"] == "cpi"][-1]
+    other.loc[last_cpi, "y"] = other.loc[last_cpi, "y"] * 1.5
+    other.to_csv(tmp_path / "other.csv", index=False)
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for path, run in zip([data, str(tmp_path / "other.csv")], runs, strict=True):
+        assert main(["train", path, *FAST, "--refit", "--out", str(run)]) == 0
+    a, b = RunDir(runs[0]), RunDir(runs[1])
+    for name in a.read_weights()[0]:
+        assert torch.equal(a.read_weights()[0][name], b.read_weights()[0][name]), name
+    assert any(
+        not torch.equal(a.read_refit()[0][name], b.read_refit()[0][name])
+        for name in a.read_refit()[0]
+    )
+    assert (runs[0] / REFIT).exists()
+    capsys.readouterr()
+    assert main(["forecast", str(runs[0]), "--data", data, "--steps", "2",
+                 "--output", str(tmp_path / "f.csv")]) == 0  # fmt: skip
+    assert "refit.safetensors" in capsys.readouterr().err
+    assert (
+        list(pd.read_csv(tmp_path / "f.csv")["unique_id"])
+        == ["realgdp"] * 2 + ["cpi"] * 2 + ["unemp"] * 2
+    )
