@@ -146,7 +146,7 @@ def stored(members: Iterable[Prepared]) -> tuple[dict[str, np.ndarray], dict]:
             array = f"{list(fits).index(stat.key)}.{name}.{h}"
             arrays[array] = np.stack(list(known.values()))  # (K, H)
             entry[array] = list(known)
-        remember(stat.key, stat.known)
+        remember(stat.key, stat.known, stat.cached)
     return arrays, {"fits": {k: v for k, v in fits.items() if v}}
 
 
@@ -213,9 +213,14 @@ def recall(key: str) -> dict[tuple[str, int], dict[str, np.ndarray]]:
     return out
 
 
-def remember(key: str, known: dict[tuple[str, int], dict[str, np.ndarray]]) -> None:
+def remember(
+    key: str,
+    known: dict[tuple[str, int], dict[str, np.ndarray]],
+    cached: dict[tuple[str, int], dict[str, np.ndarray]] | None = None,
+) -> None:
     """Add the forecasts `known` of the fit `key` to its cache file (atomic); nothing when they
-    are all there already, or the cache is off or cannot be written."""
+    are all there already, or the cache is off or cannot be written. `cached`: the file's
+    forecasts as already read (`Statistical.cached`); None: read here."""
     import torch
 
     from lstmbyhand.errors import UserError
@@ -224,16 +229,16 @@ def remember(key: str, known: dict[tuple[str, int], dict[str, np.ndarray]]) -> N
     path = _cache_file(key)
     if path is None or not any(known.values()):
         return
-    merged = recall(key)
+    merged = recall(key) if cached is None else {mh: dict(rows) for mh, rows in cached.items()}
     if all(k in merged.get(mh, {}) for mh, rows in known.items() for k in rows):
         return
     for mh, rows in known.items():
         merged.setdefault(mh, {}).update(rows)
-    entry = {f"0.{name}.{h}": list(rows) for (name, h), rows in sorted(merged.items()) if rows}
+    filled = {f"0.{name}.{h}": rows for (name, h), rows in sorted(merged.items()) if rows}
+    entry = {array: list(rows) for array, rows in filled.items()}
     tensors = {
-        f"0.{name}.{h}": torch.from_numpy(np.stack(list(rows.values())).astype(np.float64))
-        for (name, h), rows in sorted(merged.items())
-        if rows
+        array: torch.from_numpy(np.stack(list(rows.values())).astype(np.float64))
+        for array, rows in filled.items()
     }  # (K, H) each
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -163,16 +163,23 @@ def member_row(m) -> dict:
             "covariates": m.covariate_scaler.to_dict() if m.covariate_scaler else None}  # fmt: skip
 
 
+def in_file_order(pool: Pool, mine: list[tuple[str, object]]) -> list | None:
+    """Every rank's (series id, item) pairs joined on rank 0, the items in the file's order of the
+    ids; None on the other ranks. Every rank must call it (`distributed.gather`)."""
+    order = {k: i for i, k in enumerate(pool.panel.ids)}
+    parts = distributed.gather(mine)
+    if parts is None:
+        return None
+    pairs = sorted((pair for part in parts for pair in part), key=lambda pair: order[pair[0]])
+    return [item for _, item in pairs]
+
+
 def series_rows(pool: Pool) -> list[dict] | None:
     """Every kept series' `member_row`, in the file's order, on rank 0 (None on the others);
     sharded, each rank sends its own series' rows."""
     if not pool.sharded:
         return [member_row(m) for m in pool.members]
-    order = {k: i for i, k in enumerate(pool.panel.ids)}
-    parts = distributed.gather([member_row(m) for m in pool.members])
-    if parts is None:
-        return None
-    return sorted((row for part in parts for row in part), key=lambda row: order[row["id"]])
+    return in_file_order(pool, [(m.series.id, member_row(m)) for m in pool.members])
 
 
 def stored_forecasts(pool: Pool) -> tuple[dict[str, np.ndarray], dict] | None:
@@ -181,16 +188,14 @@ def stored_forecasts(pool: Pool) -> tuple[dict[str, np.ndarray], dict] | None:
     if not pool.sharded:
         return stored(pool.members)
     stored(pool.members)  # the forecasts evaluate will ask for, computed where the series are
-    order = {k: i for i, k in enumerate(pool.panel.ids)}
-    mine = [(order[m.series.id], m.statistical.key, m.statistical.known) for m in pool.members]
-    parts = distributed.gather(mine)
-    if parts is None:
+    mine = [(m.series.id, m.statistical) for m in pool.members]
+    done = in_file_order(pool, [(k, (stat.key, stat.known)) for k, stat in mine])
+    if done is None:
         return None
-    done = sorted((entry for part in parts for entry in part), key=lambda e: e[0])
     shims = [
-        SimpleNamespace(statistical=SimpleNamespace(key=key, known=known), origins={})
-        for _, key, known in done
-    ]  # fmt: skip  (their forecasts are already made)
+        SimpleNamespace(statistical=SimpleNamespace(key=key, known=known, cached=known), origins={})
+        for key, known in done
+    ]  # fmt: skip  (their forecasts are already made, and already in the cache)
     return stored(shims)  # type: ignore[arg-type]
 
 
@@ -199,15 +204,11 @@ def validation_windows(pool: Pool) -> tuple[torch.Tensor, torch.Tensor] | None:
     the other ranks, or when there are none."""
     if not pool.sharded:
         return pool.tensors("val") if pool.count("val") else None
-    order = {k: i for i, k in enumerate(pool.panel.ids)}
-    mine = [(order[m.series.id], *m.tensors("val")) for m in pool.members if len(m.origins["val"])]
-    parts = distributed.gather(mine)
-    if parts is None:
-        return None
-    done = sorted((entry for part in parts for entry in part), key=lambda e: e[0])
+    mine = [(m.series.id, m.tensors("val")) for m in pool.members if len(m.origins["val"])]
+    done = in_file_order(pool, mine)  # type: ignore[arg-type]
     if not done:
         return None
-    return torch.cat([x for _, x, _ in done]), torch.cat([y for _, _, y in done])
+    return torch.cat([x for x, _ in done]), torch.cat([y for _, y in done])
 
 
 def make_config(
@@ -349,21 +350,14 @@ def _train(
     scalers = run_scalers(config, str(run.file(CONFIG))) if config else None
     prep = prepare_pool(s, panel, scalers, (rank, world_size) if world_size > 1 else None)
     s.season = prep.season  # resolved from the time column when not given
-    for member in prep.members:
-        if s.season >= member.parts.n_train:
+    lengths = {x.id: len(x) for x in prep.panel.series}
+    for k, n_train in prep.n_train.items():  # every kept series, another rank's too
+        if s.season >= n_train:
             raise UserError(
                 f"--season {s.season} is not shorter than the training part "
-                f"({member.parts.n_train} of {len(member.series)} values"
-                + (f" of series {member.series.id!r}" if member.series.id else "")
+                f"({n_train} of {lengths[k]} values" + (f" of series {k!r}" if k else "")
                 + "): no season can be seen in it; pass a smaller --season, or 0 for none"
-            )
-    short = {k: n for k, n in prep.n_train.items() if s.season >= n}  # another rank's series too
-    if short:
-        k, n = min(short.items(), key=lambda kv: kv[1])
-        raise UserError(
-            f"--season {s.season} is not shorter than the training part ({n} values of series "
-            f"{k!r}): no season can be seen in it; pass a smaller --season, or 0 for none"
-        )
+            )  # fmt: skip
     device = distributed.choose_device(s.device)
 
     torch.manual_seed(s.seed)  # the same initial weights on every rank
@@ -394,14 +388,12 @@ def _train(
         progress.best_val = math.inf if val is None else val
     rows, statistical = series_rows(prep), stored_forecasts(prep)  # every rank takes part
     if is_main:
+        assert rows is not None and statistical is not None  # rank 0 holds every series'
         with signals.deferred():
-            config_dict = make_config(run.run_id, s, prep, world_size, device, rows).to_dict()
-            run.write_config(config_dict)
+            run.write_config(make_config(run.run_id, s, prep, world_size, device, rows).to_dict())
             run.write_weights(best, weights_meta(progress))  # after a resume: a crash may have
             run.write_metrics(progress.history)  # come between the files of the last epoch
-            run.write_statistical(
-                statistical or ({}, {"fits": {}})
-            )  # what evaluate asks of the base's models
+            run.write_statistical(statistical)  # what evaluate asks of the base's models
 
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
