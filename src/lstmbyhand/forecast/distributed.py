@@ -3,8 +3,10 @@
     torchrun --standalone --nproc_per_node=2 -m lstmbyhand train DATA.csv --target COL ...
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in each process's environment;
-`init_from_env` joins the process group (gloo on CPU, NCCL on CUDA). Every rank reads the data file
-and builds the same model from the same seed. With at least as many series as ranks, each rank
+`init_from_env` joins the process group (gloo on CPU, NCCL on CUDA). Every rank reads every
+series' id and length, then only its own series' rows (`outline.py`; `first_failure` makes a bad
+cell in any rank's series the same one-line error on every rank), and builds the same model from
+the same seed. With at least as many series as ranks, each rank
 prepares and windows only its own series (`pool.assign`: whole series, balanced by windows) and
 `ShardSampler` shuffles them, every rank taking the same number of steps; with fewer series (one
 series), every rank prepares them all and a DistributedSampler gives each rank its share of every
@@ -117,6 +119,23 @@ def gather(obj: object) -> list | None:
     out: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def first_failure(failure: tuple[int, str] | None) -> None:
+    """Raise on every rank, as one `UserError`, the failure with the lowest position over all
+    ranks -- (a series' position in the file, its one-line message), None where nothing failed --
+    i.e. the error a single process meets first, going through the series in the file's order;
+    return when no rank failed. Every rank must call it (one all_gather_object). A rank holds
+    only its own series, so no rank alone can tell whether another's series is bad."""
+    from lstmbyhand.errors import UserError
+
+    every: list = [failure]
+    if active():
+        every = [None] * dist.get_world_size()
+        dist.all_gather_object(every, failure)
+    failures = [f for f in every if f is not None]
+    if failures:
+        raise UserError(min(failures)[1])
 
 
 class ShardSampler(Sampler[int]):

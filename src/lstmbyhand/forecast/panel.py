@@ -12,6 +12,9 @@ names `unique_id, ds, y` are recognized without flags (target "y", no `--id`): t
 columns. Each series is read as `data.read_series` reads one (its own time column, strictly
 increasing within the series, its own gaps filled); covariate columns are read beside the target
 and may have no gaps. CSV or Parquet (by its magic bytes). Errors name the series.
+
+Under torchrun a rank reads only some series' rows (`outline.py`: the ids and lengths first, then
+its own rows); its `Panel` then holds those series, and `ids` / `lengths` still cover the file.
 """
 
 from __future__ import annotations
@@ -38,13 +41,29 @@ class Panel:
     id_column: str | None  # long: the id column
     path: str
     sha256: str
+    order: list[str] | None = None  # every series' id in the file's order, when `series` holds
+    counts: dict[str, int] | None = None  # only some (outline.py); their lengths. None: all held
+    held: int = 0  # the file's rows held at once at the peak of reading it
 
     @property
     def ids(self) -> list[str]:
-        return [s.id for s in self.series]
+        """Every series' id, in the file's order (those not held too)."""
+        return list(self.order) if self.order is not None else [s.id for s in self.series]
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        """Every series' length (values after --fill), by id, in the file's order."""
+        if self.counts is not None:
+            return dict(self.counts)
+        return {s.id: len(s) for s in self.series}
+
+    @property
+    def partial(self) -> bool:
+        """True when `series` holds only some of the file's series (a rank's, outline.py)."""
+        return self.order is not None
 
     def __len__(self) -> int:
-        return len(self.series)
+        return len(self.ids)
 
 
 def resolve_columns(columns: list[str], target: str, time: str | None, id: str | None):
@@ -69,12 +88,42 @@ def read_panel(
     table = read_table(path, data)
     digest = hashlib.sha256(data).hexdigest()
     columns = list(table.columns)
+    target, time, id, targets = check_columns(columns, path, target, time, id, covariates,
+                                              column_hint)  # fmt: skip
+    if id is None:  # one series, or several side by side sharing the time column
+        rest = [c for c in columns if c not in targets[1:]]  # the time is not another target
+        single = len(targets) == 1
+        series = [one_wide(table, path, digest, t, time, fill, column_hint, covariates, rest,
+                           single) for t in targets]  # fmt: skip
+        layout = "single" if single else "wide"
+        return Panel(series, layout, None, str(path), digest, held=len(table))
+    rest = [c for c in columns if c != id]
+    series = [
+        one_long(frame, key, path, digest, target, time, fill, column_hint, covariates, rest)
+        for key, frame in long_groups(table, id)
+    ]
+    require_time(series[0] if series else None, time, path, columns)
+    return Panel(series, "long", id, str(path), digest, held=len(table))
+
+
+def check_columns(
+    columns: list[str],
+    path: str | Path,
+    target: str,
+    time: str | None,
+    id: str | None,
+    covariates: tuple[str, ...],
+    column_hint: str | None,
+) -> tuple[str, str | None, str | None, list[str]]:
+    """(target, time, id, the target columns) resolved against the file's columns, or the
+    `UserError` naming a missing id or covariate column, a column given twice, or --id with
+    several targets."""
     target, time, id = resolve_columns(columns, target, time, id)
     targets = [target] if target in columns or "," not in target else _split(target)
     for name, flag in [(id, "--id"), *((c, "--past/--future-covariates") for c in covariates)]:
         if name is not None and name not in columns:
             raise UserError(
-                f"no column {name!r} in {path}; the columns are: {listed(table)}; "
+                f"no column {name!r} in {path}; the columns are: {', '.join(map(repr, columns))}; "
                 + (column_hint or f"pass one of them with {flag}")
             )
     clash = sorted({*targets, time} & {id, *covariates} - {None})
@@ -85,30 +134,37 @@ def read_panel(
             f"--id {id} (long data) takes one --target column, got {len(targets)}; "
             "for wide data (one column per series) leave --id out"
         )
-    if id is None:  # one series, or several side by side sharing the time column
-        rest = [c for c in columns if c not in targets[1:]]  # the time is not another target
-        series = [
-            _named(series_from_table(table, path, digest, t, time, fill, column_hint,
-                                     covariates, rest), t if len(targets) > 1 else "")
-            for t in targets
-        ]  # fmt: skip
-        return Panel(series, "wide" if len(targets) > 1 else "single", None, str(path), digest)
-    rest = [c for c in columns if c != id]
-    groups = table.groupby(table[id].astype(str).str.strip(), sort=False)
-    series = []
-    for key, frame in groups:
-        try:
-            one = series_from_table(frame, path, digest, target, time, fill, column_hint,
-                                    covariates, rest)  # fmt: skip
-        except UserError as err:
-            raise UserError(f"series {key!r} (rows counted within it): {err}") from None
-        series.append(_named(one, str(key)))
-    if series and series[0].time_column is None and time != "":
+    return target, time, id, targets
+
+
+def long_groups(table: pd.DataFrame, id: str):
+    """(id, rows) of long data, in the order the ids first appear; the rows keep their index."""
+    return table.groupby(table[id].astype(str).str.strip(), sort=False)
+
+
+def one_long(frame, key, path, digest, target, time, fill, column_hint, covariates, rest) -> Series:
+    """Series `key` of long data from its rows; its errors name it."""
+    try:
+        one = series_from_table(frame, path, digest, target, time, fill, column_hint,
+                                covariates, rest)  # fmt: skip
+    except UserError as err:
+        raise UserError(f"series {key!r} (rows counted within it): {err}") from None
+    return _named(one, str(key))
+
+
+def one_wide(table, path, digest, t, time, fill, column_hint, covariates, rest, single) -> Series:
+    """Target column `t` of wide data (or the file's one series) as a series."""
+    one = series_from_table(table, path, digest, t, time, fill, column_hint, covariates, rest)
+    return _named(one, "" if single else t)
+
+
+def require_time(first: Series | None, time: str | None, path, columns: list[str]) -> None:
+    """Long data needs a time column to order each series: its first series must have one."""
+    if first is not None and first.time_column is None and time != "":
         raise UserError(
             f"long data needs a time column to order each series: pass --time COL ({path} has "
-            f"{listed(table)})"
+            f"{', '.join(map(repr, columns))})"
         )
-    return Panel(series, "long", id, str(path), digest)
 
 
 def _named(series: Series, name: str) -> Series:

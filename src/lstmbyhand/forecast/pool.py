@@ -14,7 +14,9 @@ Under torchrun, `prepare_pool(..., shard=(rank, world_size))` prepares only this
 (`assign`: whole series, balanced by training windows, the same on every rank); with fewer series
 than ranks it prepares them all and the ranks share the windows instead (`Pool.sharded` False).
 What is decided over all series -- which are too short, the season -- is decided on every rank
-from every series' length before the sharding, so it is the same everywhere.
+from every series' length before the sharding, so it is the same everywhere. `load_panel(...,
+shard=)` reads only what this rank's pool needs (`outline.py`): every series' length, then only
+its own series' rows.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from lstmbyhand.errors import UserError
+from lstmbyhand.forecast import distributed
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.features import CovariateScaler
+from lstmbyhand.forecast.outline import outline, read_part, require_first_time
 from lstmbyhand.forecast.panel import Panel, read_panel
 from lstmbyhand.forecast.prepare import Prepared, prepare
 from lstmbyhand.forecast.scaling import Scaler, reference
@@ -159,10 +163,50 @@ def skipped_line(s: TrainSettings, skipped: dict[str, int]) -> str:
             f"{s.horizon} (each needs at least {need} values): {listed}")  # fmt: skip
 
 
-def load_panel(s: TrainSettings, data: str | None = None, column_hint: str | None = None) -> Panel:
-    """The settings' data file (or `data`) read as `panel.read_panel` reads it."""
+def load_panel(
+    s: TrainSettings,
+    data: str | None = None,
+    column_hint: str | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Panel:
+    """The settings' data file (or `data`) read as `panel.read_panel` reads it. `shard`: (rank,
+    world_size): only the series this rank will prepare (`outline.py`'s two passes), plus the
+    file's first series and first long-enough one (every rank checks the time column and takes
+    the season from them) and every world_size-th too-short one (read only to check it: one
+    process refuses a bad cell in a skipped series too). Every rank must call it: a series that
+    cannot be made raises, on every rank, the error a single process meets first. The whole file
+    when there are fewer long-enough series than ranks, one series, or a file `outline` leaves
+    to `read_panel` (its error is then the one-process one)."""
     covariates = tuple(s.past_covariates + s.future_covariates)
-    return read_panel(data or s.data, s.target, s.time, s.id, s.fill, covariates, column_hint)
+    path = data or s.data
+    plan = None
+    if shard is not None and shard[1] > 1:
+        plan = outline(path, s.target, s.time, s.id, s.fill, covariates, column_hint)
+    share = shares(s, plan.lengths, shard[1]) if plan is not None and shard else None
+    if plan is None or shard is None or share is None:
+        return read_panel(path, s.target, s.time, s.id, s.fill, covariates, column_hint)
+    rank, world_size = shard
+    short, kept, owner = share
+    mine = {k for k in kept if owner[k] == rank} | {plan.ids[0], kept[0]}
+    mine |= {k for i, k in enumerate(short) if i % world_size == rank}
+    panel, failure = read_part(plan, mine)
+    distributed.first_failure(failure)
+    require_first_time(panel, plan)
+    return panel
+
+
+def shares(
+    s: TrainSettings, lengths: dict[str, int], world_size: int
+) -> tuple[dict[str, int], list[str], dict[str, int]] | None:
+    """(the series too short, by id -> length; the kept ones in the file's order; the rank of
+    each kept one, `assign`'s), or None when fewer series are kept than there are ranks (every
+    rank then prepares every series and the ranks share the windows)."""
+    short = {k: n for k, n in lengths.items() if not _long_enough(s, n)}
+    kept = [k for k in lengths if k not in short]
+    if world_size < 2 or len(kept) < world_size:
+        return None
+    owner = assign([train_windows(s, lengths[k]) for k in kept], world_size)
+    return short, kept, dict(zip(kept, owner, strict=True))
 
 
 def assign(counts: list[int], ranks: int) -> list[int]:
@@ -198,29 +242,42 @@ def prepare_pool(
         given = (scalers or {}).get(one.id, (None, None))
         member = prepare(s, one, *given)
         return Pool([member], panel, {}, n_train={one.id: member.parts.n_train})
-    short = {x.id: len(x) for x in panel.series if not _long_enough(s, len(x))}
-    if len(short) == len(panel.series):
+    lengths = panel.lengths  # every series', those another rank holds too
+    short = {k: n for k, n in lengths.items() if not _long_enough(s, n)}
+    if len(short) == len(lengths):
         need = minimum_length(s.window, s.horizon, s.val_fraction, s.test_fraction)
         raise UserError(
             f"every series in {panel.path} is too short for window {s.window} + horizon "
             f"{s.horizon} (each needs at least {need} values; the longest has "
             f"{max(short.values())}); use a smaller --window or --horizon"
         )
-    kept = [x for x in panel.series if x.id not in short]
+    held = {x.id: x for x in panel.series}
+    kept = [k for k in lengths if k not in short]
     if s.season is None:  # the frequency's season, if every series' training part can hold it
-        season = kept[0].season
-        shortest = min(split_sizes(len(x), s.val_fraction, s.test_fraction).n_train for x in kept)
+        season = held[kept[0]].season
+        shortest = min(split_sizes(lengths[k], s.val_fraction, s.test_fraction).n_train
+                       for k in kept)  # fmt: skip
         s = replace(s, season=season if season < shortest else 0)
-    n_train = {x.id: split_sizes(len(x), s.val_fraction, s.test_fraction).n_train for x in kept}
-    sharded = shard is not None and shard[1] > 1 and len(kept) >= shard[1]
+    n_train = {k: split_sizes(lengths[k], s.val_fraction, s.test_fraction).n_train for k in kept}
+    share = shares(s, lengths, shard[1]) if shard is not None else None
+    sharded = share is not None
+    if share is not None:
+        owner = share[2]
+        kept = [k for k in kept if owner[k] == shard[0]]  # type: ignore[index]
+    elif panel.partial:
+        raise ValueError("expected the whole file for a pool that is not sharded by series")
+    members, failure = [], None
+    for k in kept:
+        given = scalers.get(k, (None, None)) if scalers is not None else (None, None)
+        try:
+            members.append(prepare(s, held[k], *given))
+        except UserError as err:  # e.g. a scaler that is not finite: the same line on every rank
+            if not sharded:
+                raise
+            failure = (list(lengths).index(k), str(err))
+            break
     if sharded:
-        rank, world_size = shard  # type: ignore[misc]
-        owner = assign([train_windows(s, len(x)) for x in kept], world_size)
-        kept = [x for x, r in zip(kept, owner, strict=True) if r == rank]
-    members = []
-    for x in kept:
-        given = scalers.get(x.id, (None, None)) if scalers is not None else (None, None)
-        members.append(prepare(s, x, *given))
+        distributed.first_failure(failure)
     return Pool(members, panel, short, sharded, n_train)
 
 

@@ -345,12 +345,13 @@ def _train(
         merged["data"] = s.data  # the file given now (checked against the run's by content)
         s = TrainSettings.from_dict(merged)
         s.check()
-    panel = load_panel(s)
+    shard = (rank, world_size) if world_size > 1 else None
+    panel = load_panel(s, shard=shard)  # sharded: only this rank's series' rows (outline.py)
     config = check_resume(run, s, given, panel.sha256) if resume else None
     scalers = run_scalers(config, str(run.file(CONFIG))) if config else None
-    prep = prepare_pool(s, panel, scalers, (rank, world_size) if world_size > 1 else None)
+    prep = prepare_pool(s, panel, scalers, shard)
     s.season = prep.season  # resolved from the time column when not given
-    lengths = {x.id: len(x) for x in prep.panel.series}
+    lengths = prep.panel.lengths  # every series', another rank's too
     for k, n_train in prep.n_train.items():  # every kept series, another rank's too
         if s.season >= n_train:
             raise UserError(
