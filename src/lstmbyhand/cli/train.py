@@ -135,13 +135,22 @@ def default_out(data: str, target: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings, given = settings_from_args(args)
+    if args.resume:  # the run's settings decide: only the data file is checked here
+        from lstmbyhand.forecast.data import readable
+
+        readable(settings.data)  # a missing or unreadable file: refused before torch
+    else:  # the same refusals, then the statistical fits in a child while torch loads
+        from lstmbyhand.forecast import prefit
+
+        prefit.start(settings)
+
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import distributed
     from lstmbyhand.forecast.model import cell_options
     from lstmbyhand.forecast.train import train
 
     use_threads(args.threads)
-    settings, given = settings_from_args(args)
     cell_options(settings.model)  # a cell the LSTM refuses: one line now, not after the baselines
     out = args.out or default_out(args.data, settings.target)
     distributed.init_from_env(settings.device)  # under torchrun: join the process group

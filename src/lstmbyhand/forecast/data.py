@@ -67,24 +67,47 @@ def read_data(path: str | Path) -> bytes:
     """The file's bytes, read once (pipes and /dev/stdin too), or a `UserError` saying why not."""
     p = Path(path)
     try:
-        mode = os.stat(p).st_mode
-        if stat.S_ISDIR(mode):
-            raise UserError(f"{p} is a directory, not a CSV file; pass the CSV file inside it")
+        mode = _mode(p)
         data = p.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no such file: {p}; check the path") from None
-    except PermissionError:
-        raise UserError(
-            f"cannot read {p}: permission denied; check the file's permissions"
-        ) from None
     except OSError as err:
-        raise UserError(f"cannot read {p} ({err.strerror}); check the path") from None
+        raise _unreadable(p, err) from None
     if not data:
-        kind = (
-            "is empty" if stat.S_ISREG(mode) else "gave no data (a pipe or device read to its end)"
-        )
-        raise UserError(f"{p} {kind}; expected a CSV file with a header row and data rows")
+        raise _empty(p, mode)
     return data
+
+
+def readable(path: str | Path) -> None:
+    """The `UserError` `read_data` would raise for a missing, unreadable, directory or empty
+    file, without reading it (a pipe or device is not opened: it could be read only once)."""
+    p = Path(path)
+    try:
+        mode = _mode(p)
+        if stat.S_ISREG(mode):
+            with open(p, "rb") as f:
+                if not f.read(1):
+                    raise _empty(p, mode)
+    except OSError as err:
+        raise _unreadable(p, err) from None
+
+
+def _mode(p: Path) -> int:
+    mode = os.stat(p).st_mode
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{p} is a directory, not a CSV file; pass the CSV file inside it")
+    return mode
+
+
+def _unreadable(p: Path, err: OSError) -> UserError:
+    if isinstance(err, FileNotFoundError):
+        return UserError(f"no such file: {p}; check the path")
+    if isinstance(err, PermissionError):
+        return UserError(f"cannot read {p}: permission denied; check the file's permissions")
+    return UserError(f"cannot read {p} ({err.strerror}); check the path")
+
+
+def _empty(p: Path, mode: int) -> UserError:
+    kind = "is empty" if stat.S_ISREG(mode) else "gave no data (a pipe or device read to its end)"
+    return UserError(f"{p} {kind}; expected a CSV file with a header row and data rows")
 
 
 def is_parquet(path: str | Path, data: bytes) -> bool:
