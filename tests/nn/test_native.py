@@ -489,3 +489,111 @@ def test_vectorized_gates_saturate_like_torch(compiled, scale):
             ours_error = (a.double() - e).abs().max().item()
             torch_error = (b.double() - e).abs().max().item()
             assert ours_error <= 2 * torch_error + 1e-6, (ours_error, torch_error)
+
+
+# -- LSTMCell's compiled step (csrc/cell_step.cpp) ------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("bias", [True, False])
+def test_compiled_cell_step_is_the_python_one_to_the_bit(compiled, dtype, bias):
+    """The same operators in the same order: equal values, gradients and second derivatives."""
+    from lstmbyhand.nn.layers import cell_step
+
+    torch.manual_seed(11)
+    cell = nn.LSTMCell(3, 5, bias=bias, dtype=dtype)
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    x, h, c = (torch.randn(4, n, dtype=dtype, requires_grad=True) for n in (3, 5, 5))
+    leaves = [x, h, c, *(w for w in weights if w is not None)]
+    probe = [torch.randn(4, 5, dtype=dtype) for _ in range(2)]
+    found = []
+    for step in (cell_step, compiled.cell_step):
+        out = step(x, h, c, *weights)
+        loss = sum((t * p).sum() for t, p in zip(out, probe, strict=True))
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in grads), leaves)
+        found.append([*out, *grads, *second])
+    assert all(torch.equal(a, b) for a, b in zip(*found, strict=True))
+
+
+def test_lstm_cell_runs_the_compiled_step_and_nn_lstm_cells_checks(compiled, monkeypatch):
+    """LSTMCell calls the compiled step (counted), whose size checks raise lstm_cell's errors."""
+    import types
+
+    import lstmbyhand
+
+    calls = []
+
+    def counted(*args):
+        calls.append(len(args))
+        return compiled.cell_step(*args)
+
+    monkeypatch.setattr(native, "_compiled", types.SimpleNamespace(cell_step=counted))
+    torch.manual_seed(12)
+    ours, theirs = lstmbyhand.LSTMCell(3, 5), nn.LSTMCell(3, 5)
+    ours.load_state_dict(theirs.state_dict())
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    for a, b in zip(ours(x, (h, h)), theirs(x, (h, h)), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert calls == [7]
+    for args in ((torch.randn(2, 4), (h, h)), (x, (torch.randn(3, 5), h)), (x, (h, x))):
+        with pytest.raises(RuntimeError) as theirs_err:
+            theirs(*args)
+        with pytest.raises(RuntimeError) as ours_err:
+            ours(*args)
+        assert str(ours_err.value) == str(theirs_err.value)
+    assert len(calls) == 4
+
+
+def test_lstm_cell_compiled_step_under_torch_func_autocast_and_trace(compiled):
+    """vmap, grad, jvp and jit.trace see the compiled step's operators: the same numbers as the
+    Python step's (python_kernels_only). Under autocast: nn.LSTMCell's products in bfloat16, its
+    states in float32."""
+    import lstmbyhand
+
+    torch.manual_seed(13)
+    cell = lstmbyhand.LSTMCell(3, 5, dtype=torch.float64)
+    single = lstmbyhand.LSTMCell(3, 5)
+    params = dict(cell.named_parameters())
+    x, h, c = (torch.randn(6, 2, n, dtype=torch.float64) for n in (3, 5, 5))
+
+    def loss(p, x, h, c):
+        h1, c1 = torch.func.functional_call(cell, p, (x, (h, c)))
+        return (h1 * c1).sum()
+
+    def all_of():
+        vmapped = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0, 0))(params, x, h, c)
+        tangent = {k: torch.ones_like(v) for k, v in params.items()}
+        _, jvp = torch.func.jvp(lambda p: loss(p, x[0], h[0], c[0]), (params,), (tangent,))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # (autocast recasts float32 only)
+            cast = single(x[0].float(), (h[0].float(), c[0].float()))
+        traced = torch.jit.trace(cell, (x[0], (h[0], c[0])))(x[1], (h[1], c[1]))
+        return [*vmapped.values(), jvp, *cast, *traced]
+
+    fast = all_of()
+    with native.python_kernels_only():
+        slow = all_of()
+    theirs = nn.LSTMCell(3, 5)
+    theirs.load_state_dict(single.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = theirs(x[0].float(), (h[0].float(), c[0].float()))
+    exact = single(x[0].float(), (h[0].float(), c[0].float()))
+    for a, b, e in zip(fast[-4:-2], expected, exact, strict=True):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=1e-2, rtol=0)  # bfloat16's roundings differ
+        assert (a - e).abs().max() > 1e-4  # (the products did run in bfloat16)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_lstm_cell_compiles_in_one_graph(compiled):
+    """torch.compile traces the Python step (Dynamo cannot see inside the compiled one): one graph,
+    the eager numbers."""
+    import lstmbyhand
+
+    torch.manual_seed(14)
+    cell = lstmbyhand.LSTMCell(3, 5)
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    graphed = torch.compile(cell, fullgraph=True, backend="eager")
+    for a, b in zip(graphed(x, (h, h)), cell(x, (h, h)), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -6,7 +6,8 @@ bidirectional stacks, dropout between layers) and the same numbers. Each layer d
 `ops.lstm_sequence` (hand-derived backward, compiled on CPU when built); `LSTM.trace` runs the
 readable loop in `sequence.py` and returns every gate value, which nn.LSTM cannot show. `LSTMCell`
 runs `cell_step`: `gates.lstm_cell` with the gates stacked, in as few torch ops as nn.LSTMCell's own
-kernel, so a cell called step by step from Python is as fast. Invalid arguments and inputs raise
+kernel, called from C++ (nn/csrc/cell_step.cpp) where the extension is built, so a cell called step
+by step from Python is as fast. Invalid arguments and inputs raise
 nn.LSTM's exception types with its texts (tests/nn/test_errors_like_torch.py holds every case).
 
     output, (h_n, c_n) = LSTM(I, H, num_layers=L, bidirectional=...)(x, (h_0, c_0))
@@ -22,14 +23,16 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+from torch.overrides import has_torch_function
 
-from lstmbyhand.nn import bptt, ops
+from lstmbyhand.nn import bptt, native, ops
 from lstmbyhand.nn.gates import DirectionWeights
 from lstmbyhand.nn.sequence import GateTrace, reference_sequence, variant_sequence
 from lstmbyhand.nn.variant_ops import variant_lstm_sequence
@@ -587,9 +590,8 @@ def _unpack(packed: PackedSequence) -> tuple[Tensor, Tensor, Tensor | None, Tens
     )
 
 
-def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> None:
-    """The checks torch's lstm_cell kernel makes of x (N, I) and hx = (h, c), each (N, H), in its
-    order, with its types and texts (nn.LSTMCell has no checks of its own beyond the ranks)."""
+def _check_cell_hx(hx) -> None:
+    """The first of torch's lstm_cell checks: hx = (h, c), a tuple or list of two."""
     if not isinstance(hx, (tuple, list)):
         raise TypeError(
             "lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, "
@@ -597,6 +599,13 @@ def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> No
         )
     if len(hx) != 2:
         raise RuntimeError("lstm_cell expects two hidden states")
+
+
+def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> None:
+    """The checks torch's lstm_cell kernel makes of x (N, I) and hx = (h, c), each (N, H), in its
+    order, with its types and texts (nn.LSTMCell has no checks of its own beyond the ranks). The
+    compiled `cell_step` (nn/csrc/cell_step.cpp) makes the ones after `_check_cell_hx` itself."""
+    _check_cell_hx(hx)
     if x.size(1) != weight_ih.size(1):
         raise RuntimeError(
             f"input has inconsistent input_size: got {x.size(1)} expected {weight_ih.size(1)}"
@@ -613,6 +622,38 @@ def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> No
             )
 
 
+def _compiled_cell_step(x: Tensor, hx) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """`cell_step`'s compiled twin (nn/csrc/cell_step.cpp: the same ATen operators, called from
+    C++), or None where only the Python function will do: the extension not built or turned off;
+    torch.compile or jit.trace capturing (they record Python's calls); a tensor subclass or mode
+    with __torch_function__ (it overrides Python's calls, which C++ does not make)."""
+    kernels = native.compiled()
+    if kernels is None or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return None
+    if has_torch_function((x, *hx)):  # hx's entries: Tensors or not, torch_function sees them
+        return None
+    return kernels.cell_step
+
+
+def _autocast_cell_step(x: Tensor, hx, weights: tuple) -> tuple[Tensor, Tensor]:
+    """`cell_step` under autocast as torch's lstm_cell runs there (it is not on autocast's lists; its
+    products are): the products' operands x, h and the weights in the autocast dtype, so z and the
+    gates are in it; c, left alone, promotes c' and h' to its dtype. float64 is never recast. The
+    step runs with autocast off: it would recast the first product but not the in-place second."""
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device)
+
+    def cast(t: Tensor) -> Tensor:
+        return t.to(dtype) if t.is_floating_point() and t.dtype != torch.float64 else t
+
+    weight_ih, weight_hh, *biases = (None if w is None else cast(w) for w in weights)
+    assert weight_ih is not None and weight_hh is not None
+    with torch.autocast(device, enabled=False):
+        x, h = cast(x), cast(hx[0])
+        _check_cell_state(x, (h, hx[1]), weight_ih, weight_hh)
+        return cell_step(x, h, hx[1], weight_ih, weight_hh, *biases)
+
+
 def cell_step(
     x: Tensor,
     h: Tensor,
@@ -625,8 +666,10 @@ def cell_step(
     """`gates.lstm_cell` (the specification) with the four gates kept stacked, in few torch ops.
 
     x (N, I), h (N, H), c (N, H) -> h' (N, H), c' (N, H). F1 is two GEMMs, the second accumulating
-    into the first, z = x Wᵀ + (b_ih + b_hh) + h Uᵀ (N, 4H); F2-F4 are six element-wise ops
-    (nn.LSTMCell's kernel runs nine). Autograd differentiates it, to any order.
+    into the first, z = x Wᵀ + (b_ih + b_hh) + h Uᵀ (N, 4H); F2-F4 are nine element-wise ops, as in
+    nn.LSTMCell's kernel (an addcmul would save one, but its backward runs four more operators).
+    Autograd differentiates it, to any order. nn/csrc/cell_step.cpp is its compiled twin: the same
+    operators in the same order, called from C++.
     """
     if bias_ih is None or bias_hh is None:
         z = torch.mm(x, weight_ih.t())  # (N, 4H)
@@ -634,7 +677,7 @@ def cell_step(
         z = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())  # (N, 4H)
     z = z.addmm_(h, weight_hh.t())  # F1
     i, f, g, o = z.chunk(4, dim=1)  # each (N, H)
-    c_next = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))  # F2, F3
+    c_next = (torch.sigmoid(f) * c).add_(torch.sigmoid(i) * torch.tanh(g))  # F2, F3
     h_next = torch.sigmoid(o) * torch.tanh(c_next)  # F2, F4
     return h_next, c_next
 
@@ -655,7 +698,7 @@ class LSTMCell(nn.Module):
         \end{array}
 
     where :math:`\sigma` is the sigmoid function and :math:`\odot` the Hadamard product. The step
-    runs as `cell_step`: the gates stacked, two GEMMs and six element-wise ops, differentiated by
+    runs as `cell_step`: the gates stacked, two GEMMs and nine element-wise ops, differentiated by
     autograd (so double backward, torch.func and autocast work as for any torch ops).
 
     Args:
@@ -743,6 +786,7 @@ class LSTMCell(nn.Module):
             peephole, coupled, layer_norm, forget_bias, recurrent_dropout, zoneout, ablate
         )
         self._recurrent_mask: Tensor | None = None  # (N, H), kept for a sequence
+        self._plain = self.options.plain  # (options are fixed at construction, with the parameters)
         # nn.LSTMCell checks nothing here: torch.empty refuses what it refuses, with its texts
         self.weight_ih = nn.Parameter(torch.empty((4 * hidden_size, input_size), **factory))
         self.weight_hh = nn.Parameter(torch.empty((4 * hidden_size, hidden_size), **factory))
@@ -758,6 +802,10 @@ class LSTMCell(nn.Module):
         present = {k: v for k, v in self._parameters.items() if v is not None}
         self.options.initialize(present, self.hidden_size)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_plain", self.options.plain)  # (a cell pickled before _plain)
+
     def reset_recurrent_dropout(self) -> None:
         """Start a new sequence: the next step draws a new recurrent dropout mask."""
         self._recurrent_mask = None
@@ -772,15 +820,16 @@ class LSTMCell(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         if not isinstance(input, Tensor):  # nn.LSTMCell: AttributeError from input.dim()
             raise TypeError(f"LSTMCell: expected input to be a Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2):
-            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        rank = input.dim()
+        if rank != 2 and rank != 1:
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {rank}D instead")
         if hx is not None:
             for k, state in enumerate(hx):
                 if state.dim() not in (1, 2):
                     raise ValueError(
                         f"LSTMCell: Expected hx[{k}] to be 1D or 2D, got {state.dim()}D instead"
                     )
-        batched = input.dim() == 2
+        batched = rank == 2
         x = input if batched else input.unsqueeze(0)  # (N, I)
         if hx is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)  # (N, H)
@@ -788,10 +837,19 @@ class LSTMCell(nn.Module):
             self._recurrent_mask = None  # a new sequence
         elif not batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-        _check_cell_state(x, hx, self.weight_ih, self.weight_hh)
-        if self.options.plain:
-            h, c = cell_step(x, *hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if self._plain:
+            weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            _check_cell_hx(hx)
+            if torch.is_autocast_enabled(x.device.type):
+                h, c = _autocast_cell_step(x, hx, weights)
+            else:
+                step = _compiled_cell_step(x, hx)
+                if step is None:
+                    _check_cell_state(x, hx, self.weight_ih, self.weight_hh)
+                    step = cell_step
+                h, c = step(x, *hx, *weights)  # type: ignore[arg-type]
         else:
+            _check_cell_state(x, hx, self.weight_ih, self.weight_hh)
             h, c = self._variant_step(x, *hx)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 

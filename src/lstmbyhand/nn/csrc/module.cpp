@@ -1,8 +1,9 @@
 // lstmbyhand.nn._C: binds kernels.h (the compiled twins of bptt.forward, bptt.forward_inference and
 // bptt.backward, their variant twins, and fit_adam, the training loop of a tiny model in one call)
-// to Python; nothing else.
+// and cell_step.h (LSTMCell's plain step in ATen operators) to Python; nothing else.
 #include <torch/csrc/utils/pybind.h>
 
+#include "cell_step.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -37,6 +38,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("ln_weight_hh"), py::arg("ln_weight_c"), py::arg("recurrent_mask"),
         py::arg("zone_c"), py::arg("zone_h"), py::arg("batch_sizes"), py::arg("reverse"),
         py::arg("flags"), py::arg("cache"));
+  m.def("cell_step", &lstmbyhand::cell_step,
+        "LSTMCell's plain step, checks then ATen operators: (h', c') (layers.cell_step)",
+        py::arg("x"), py::arg("h"), py::arg("c"), py::arg("weight_ih"), py::arg("weight_hh"),
+        py::arg("bias_ih"), py::arg("bias_hh"));
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
         " returns (epoch losses float64, final step). See LSTMbyHand._fit_native in seed.py.",
