@@ -143,6 +143,7 @@ def op_args(proj, bias, seed=0, dtype=F64, requires_grad=False):
         rand(4 * H, I),
         rand(4 * H, P),
         rand(4 * H) if bias else None,
+        rand(4 * H) if bias else None,
         rand(P, H) if proj else None,
     ]
 
@@ -155,17 +156,19 @@ CASES = list(itertools.product([0, 2], [True, False], [None, BATCH_SIZES], [Fals
 def test_opcheck_every_operator(which, proj, bias, batch_sizes, reverse):
     """Schema, fake kernels against the real ones, autograd registration, aot dispatch."""
     args = op_args(proj, bias, requires_grad=True)
+    zero_state = [args[0], None, None, *args[3:]]  # h0, c0 absent: zeros
     with kernels(which):
-        torch.library.opcheck(ops.forward, (*args, batch_sizes, reverse))
-        detached = [a if a is None else a.detach() for a in args]
-        torch.library.opcheck(ops.forward_inference, (*detached, batch_sizes, reverse))
+        for given in (args, zero_state):
+            torch.library.opcheck(ops.forward, (*given, batch_sizes, reverse))
+            detached = [a if a is None else a.detach() for a in given]
+            torch.library.opcheck(ops.forward_inference, (*detached, batch_sizes, reverse))
         out = ops.forward(*detached, batch_sizes, reverse)
         grads = [torch.randn_like(t) for t in out[:3]]
-        x, _, _, w_ih, w_hh, _, w_hr = detached
-        for need_dx in (True, False):
+        x, _, _, w_ih, w_hh, _, _, w_hr = detached
+        for need_dx, d_outs in ((True, grads), (False, grads), (True, [grads[0], None, None])):
             torch.library.opcheck(
                 ops.backward,
-                (*grads, x, w_ih, w_hh, w_hr, batch_sizes, reverse, *out[3:], need_dx),
+                (*d_outs, x, w_ih, w_hh, w_hr, batch_sizes, reverse, *out[3:], need_dx),
             )
 
 
@@ -174,7 +177,7 @@ def test_operators_never_write_to_their_inputs():
     saved = [a.clone() for a in args]
     out = ops.forward(*args, BATCH_SIZES, True)
     ops.forward_inference(*args, BATCH_SIZES, True)
-    ops.backward(*out[:3], args[0], args[3], args[4], args[6], BATCH_SIZES, True, *out[3:], True)
+    ops.backward(*out[:3], args[0], args[3], args[4], args[7], BATCH_SIZES, True, *out[3:], True)
     assert all(torch.equal(a, b) for a, b in zip(args, saved, strict=True))
 
 
@@ -232,7 +235,7 @@ def test_gradcheck_with_batched_gradients(which):
     args = op_args(2, True, seed=3, requires_grad=True)
     with kernels(which):
         assert torch.autograd.gradcheck(
-            lambda *a: ops.lstm_sequence(*a[:5], a[5], 0 * a[5], a[6], BATCH_SIZES, True),
+            lambda *a: ops.lstm_sequence(*a, BATCH_SIZES, True),
             args,
             check_batched_grad=True,
         )
@@ -289,7 +292,7 @@ def test_second_derivatives_through_a_retained_graph_equal_the_readable_loops():
     """Backward through the gradients' graph three times (twice with retain_graph, as gradcheck's
     rows do): each equals autograd twice through `reference_sequence`; the readable loop's vjp that
     the node keeps meanwhile is gone after the backward that frees the graph."""
-    x, h0, c0, w_ih, w_hh, b, w_hr = op_args(2, True, seed=3, requires_grad=True)
+    x, h0, c0, w_ih, w_hh, b, _, w_hr = op_args(2, True, seed=3, requires_grad=True)
     leaves = [x, h0, c0, w_ih, w_hh, b, w_hr]
     g = torch.Generator().manual_seed(9)
     weights = [torch.randn(s, dtype=F64, generator=g) for s in [(T, B, 2), (B, 2), (B, H)]]
@@ -393,3 +396,24 @@ def test_forward_mode_jvp_jacfwd_and_hessian_agree_with_nn_lstm():
         hess = torch.func.hessian(lambda x, g=of_x: g(x).square().sum())(x[:2, :1])
         results.append([jvp_out, torch.func.jacfwd(of_x)(x), hess])
     assert_close_lists(results[0], results[1], 1e-11, "forward mode")
+
+
+@pytest.mark.parametrize("used", [0, 1, 2])
+def test_one_result_in_the_loss_gives_nn_lstms_first_and_second_derivatives(used):
+    """Only output, h_n or c_n in the loss, no initial state: the operators get None for the unused
+    gradients and the zero states, and give nn.LSTM's gradients and a gradient penalty's."""
+    torch.manual_seed(used)
+    ours = lstmbyhand.LSTM(I, H, num_layers=2, bidirectional=True, dtype=F64)
+    theirs = ours.to_torch()
+    results = []
+    for model in (ours, theirs):
+        x = inputs(used).requires_grad_()
+        out, (h_n, c_n) = model(x)
+        picked = (out, h_n, c_n)[used]
+        loss = (picked * torch.linspace(-1, 1, picked.numel(), dtype=F64).view_as(picked)).sum()
+        leaves = [x, *model.parameters()]
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        penalty = sum(g.square().sum() for g in grads)
+        second = torch.autograd.grad(penalty, leaves, allow_unused=True, materialize_grads=True)
+        results.append([*grads, *second])
+    assert_close_lists(results[0], results[1], 1e-11, f"derivatives, result {used} alone")

@@ -433,6 +433,7 @@ class LSTM(nn.Module):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
         run = ops.lstm_sequence if self.backend == "bptt" else reference_sequence
+        zero_state = hx is None and self.backend == "bptt" and self.options.plain
         h_last: list[Tensor] = []  # per layer direction: (B, P)
         c_last: list[Tensor] = []  # (B, H)
         traces: list[list[GateTrace]] = []
@@ -460,6 +461,8 @@ class LSTM(nn.Module):
                     layer_traces.append(
                         trace if unsorted_idx is None else trace.select_batch(unsorted_idx)
                     )
+                elif zero_state:  # the operator makes the zeros (none in a compiled graph)
+                    out, h, c = ops.lstm_sequence(layer_input, None, None, *w, batch_sizes, reverse)
                 else:
                     out, h, c = run(layer_input, h0[k], c0[k], *w, batch_sizes, reverse)[:3]
                 outputs.append(out)  # (T, B, P)

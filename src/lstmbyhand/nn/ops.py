@@ -6,13 +6,18 @@ an autograd formula and a vmap rule registered beside it. Inside, the operator r
 `bptt.kernels_for` picks (compiled C++ on CPU, Triton on CUDA when available, else bptt.py's PyTorch
 ops), always on fresh tensors and never writing to its inputs.
 
-    forward(x, h0, c0, W, U, b, W_hr, batch_sizes, reverse)
+    forward(x, h0?, c0?, W, U, b_ih?, b_hh?, W_hr?, batch_sizes?, reverse)
         -> output (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), h_prev (T, B, P),
            c_prev (T, B, H), tanh_c (T, B, H)                       (the last four: the cache)
     forward_inference(same arguments) -> output, h_n, c_n
-    backward(d_output, d_hn, d_cn, x, W, U, W_hr, batch_sizes, reverse, *cache, need_dx)
+    backward(d_output?, d_hn?, d_cn?, x, W, U, W_hr?, batch_sizes?, reverse, *cache, need_dx)
         -> dx (or an empty tensor when need_dx is false), dh0, dc0, dW, dU, db,
            dW_hr (an empty tensor without a projection)
+
+`?`: optional (None). An absent h0 or c0 is a zero state and an absent output gradient a zero one,
+made inside the operator: a compiled graph holds no kernel that only writes zeros, and the biases'
+sum b = b_ih + b_hh happens inside too (torch.compile generated a kernel for each; see
+docs/performance.md). The backward leaves unused output gradients unmaterialized (None).
 
 Half precision (float16, bfloat16) on CPU runs in float32 (the compiled kernels are float32/float64
 only, and float32 accumulation is what nn.LSTM's oneDNN path does too): the results come back in
@@ -78,30 +83,46 @@ def _operator(fn):
     return getattr(torch.ops.lstmbyhand, fn.__name__)
 
 
+def _kernel_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) -> list:
+    """The kernels' (x, h0, c0, W, U, b, W_hr) in the compute dtype, contiguous: absent states as
+    zeros, b = b_ih + b_hh (None without biases)."""
+    dtype = _compute_dtype(x)
+    B, (G, P) = x.shape[1], weight_hh.shape
+    h0 = x.new_zeros(B, P, dtype=dtype) if h0 is None else h0
+    c0 = x.new_zeros(B, G // 4, dtype=dtype) if c0 is None else c0
+    b_ih, b_hh = _cast(bias_ih, dtype), _cast(bias_hh, dtype)
+    bias = bptt.combined_bias(b_ih, b_hh)
+    return [
+        *(_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh)),
+        bias,
+        _cast(weight_hr, dtype),
+    ]
+
+
 @_operator
 def forward(
     x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
     weight_ih: Tensor,
     weight_hh: Tensor,
-    bias: Tensor | None,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
     weight_hr: Tensor | None,
     batch_sizes: Tensor | None,
     reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """F1-F6 over all steps with the backward's cache: `bptt.forward` on the chosen kernels."""
-    dtype = _compute_dtype(x)
-    args = [_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)]
+    args = _kernel_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
     with _no_autocast(x):
         output, h_n, c_n, *cache = bptt.kernels_for(x).forward(*args, batch_sizes, reverse)
     return _as(output, x.dtype), _as(h_n, x.dtype), _as(c_n, x.dtype), *cache
 
 
 @torch.library.register_fake("lstmbyhand::forward")
-def _(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+def _(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse):
     T, B, _ = x.shape
-    H, P = c0.shape[1], h0.shape[1]
+    H, P = weight_hh.shape[0] // 4, weight_hh.shape[1]
     cache = {"dtype": _compute_dtype(x)}
     return (
         x.new_empty(T, B, P),  # output
@@ -117,34 +138,35 @@ def _(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
 @_operator
 def forward_inference(
     x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
     weight_ih: Tensor,
     weight_hh: Tensor,
-    bias: Tensor | None,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
     weight_hr: Tensor | None,
     batch_sizes: Tensor | None,
     reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`forward` without the cache: output, h_n, c_n (no gradient will be asked for)."""
-    dtype = _compute_dtype(x)
-    args = [_cast(t, dtype) for t in (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)]
+    args = _kernel_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
     with _no_autocast(x):
         output, h_n, c_n = bptt.kernels_for(x).forward_inference(*args, batch_sizes, reverse)
     return _as(output, x.dtype), _as(h_n, x.dtype), _as(c_n, x.dtype)
 
 
 @torch.library.register_fake("lstmbyhand::forward_inference")
-def _(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+def _(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse):
     T, B, _ = x.shape
-    return x.new_empty(T, B, h0.shape[1]), x.new_empty(h0.shape), x.new_empty(c0.shape)
+    H, P = weight_hh.shape[0] // 4, weight_hh.shape[1]
+    return x.new_empty(T, B, P), x.new_empty(B, P), x.new_empty(B, H)
 
 
 @_operator
 def backward(
-    d_output: Tensor,
-    d_hn: Tensor,
-    d_cn: Tensor,
+    d_output: Tensor | None,
+    d_hn: Tensor | None,
+    d_cn: Tensor | None,
     x: Tensor,
     weight_ih: Tensor,
     weight_hh: Tensor,
@@ -157,8 +179,14 @@ def backward(
     tanh_c: Tensor,
     need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """B6-B1 on the chosen kernels: dx, dh0, dc0, dW, dU, db, dW_hr (empty where not computed)."""
+    """B6-B1 on the chosen kernels: dx, dh0, dc0, dW, dU, db, dW_hr (empty where not computed).
+    An absent output gradient is zero; dh0 and dc0 come in the dtype of d_hn / d_cn, else x's."""
     dtype = gates.dtype
+    T, B, _ = x.shape
+    P, H = h_prev.shape[2], c_prev.shape[2]
+    d_output = x.new_zeros(T, B, P, dtype=dtype) if d_output is None else d_output
+    d_hn = x.new_zeros(B, P) if d_hn is None else d_hn
+    d_cn = x.new_zeros(B, H) if d_cn is None else d_cn
     kernels = bptt.kernels_for(x)
     skip = {"need_dx": False} if kernels is native.compiled() and not need_dx else {}
     with _no_autocast(x):
@@ -185,10 +213,11 @@ def backward(
 @torch.library.register_fake("lstmbyhand::backward")
 def _(d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr, batch_sizes, reverse, *rest):
     *_, need_dx = rest
+    B, (G, P) = x.shape[1], weight_hh.shape
     return (
         x.new_empty(x.shape if need_dx else (0,)),
-        d_hn.new_empty(d_hn.shape),
-        d_cn.new_empty(d_cn.shape),
+        (x if d_hn is None else d_hn).new_empty(B, P),
+        (x if d_cn is None else d_cn).new_empty(B, G // 4),
         weight_ih.new_empty(weight_ih.shape),
         weight_hh.new_empty(weight_hh.shape),
         weight_ih.new_empty(weight_ih.shape[0]),
@@ -200,22 +229,35 @@ def _(d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr, batch_sizes, rev
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse = inputs
+    x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse = inputs
     cache = output[3:]
     ctx.mark_non_differentiable(*cache)
-    saved = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes)
+    ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zeros written
+    saved = (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes)
     ctx.save_for_backward(*saved, *cache)
     ctx.save_for_forward(*saved)  # forward-mode AD (Direction.jvp)
     ctx.reverse = reverse
 
 
+def _zero_filled(d_outs, x: Tensor, h0: Tensor | None, c0: Tensor | None, cache) -> tuple:
+    """The output gradients (output, h_n, c_n) and initial states with zeros where None: the
+    readable loop that second derivatives differentiate takes tensors."""
+    (T, B, _), P, H = x.shape, cache[1].shape[2], cache[2].shape[2]
+    shapes = ((T, B, P), (B, P), (B, H))
+    full = [x.new_zeros(n) if d is None else d for d, n in zip(d_outs, shapes, strict=True)]
+    states = [x.new_zeros(n) if s is None else s for s, n in zip((h0, c0), shapes[1:], strict=True)]
+    return (*full, *states)
+
+
 def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
-    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, *cache = ctx.saved_tensors
+    x, h0, c0, weight_ih, weight_hh, b_ih, b_hh, weight_hr, batch_sizes, *cache = ctx.saved_tensors
     need_dx = ctx.needs_input_grad[0]
-    primals = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr)
     if torch.is_grad_enabled():  # a graph of the gradient is asked for (create_graph, torch.func)
+        *d_outs, h, c = _zero_filled((d_output, d_hn, d_cn), x, h0, c0, cache)
+        bias = bptt.combined_bias(b_ih, b_hh)  # (differentiable: reaches both biases)
+        primals = (x, h, c, weight_ih, weight_hh, bias, weight_hr)
         grads = DirectionBackward.apply(
-            d_output, d_hn, d_cn, *primals, batch_sizes, ctx.reverse, need_dx, *cache
+            *d_outs, *primals, batch_sizes, ctx.reverse, need_dx, *cache
         )
     else:  # the operator alone: one fewer autograd.Function per call (each costs ~0.1 ms)
         grads = torch.ops.lstmbyhand.backward(
@@ -234,11 +276,12 @@ def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
     dx, dh0, dc0, dw_ih, dw_hh, d_bias, dw_hr = grads
     return (
         dx if need_dx else None,
-        dh0,
-        dc0,
+        None if h0 is None else dh0,
+        None if c0 is None else dc0,
         dw_ih,
         dw_hh,
-        None if bias is None else d_bias,
+        None if b_ih is None else d_bias,  # b = b_ih + b_hh: the same gradient for each
+        None if b_hh is None else d_bias,
         None if weight_hr is None else dw_hr,
         None,
         None,
@@ -276,9 +319,9 @@ class Direction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse):
+    def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse):
         return torch.ops.lstmbyhand.forward(
-            x, h0, c0, weight_ih, weight_hh, bias, weight_hr, batch_sizes, reverse
+            x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, batch_sizes, reverse
         )
 
     setup_context = staticmethod(_setup_context)
@@ -286,8 +329,18 @@ class Direction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, *tangents):
-        primals = list(ctx.saved_tensors[:7])  # x, h0, c0, W, U, b, W_hr
-        run, present = _readable(primals, ctx.saved_tensors[7], ctx.reverse)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors
+        P, H = w_hh.shape[1], w_hh.shape[0] // 4
+        B = x.shape[1]
+        # the readable loop's primals (x, h0, c0, W, U, b, W_hr): zero states for absent ones, and
+        # b = b_ih + b_hh with the tangents' sum
+        states = [x.new_zeros(B, n) if s is None else s for s, n in ((h0, P), (c0, H))]
+        primals = [x, *states, w_ih, w_hh, bptt.combined_bias(b_ih, b_hh), w_hr]
+        t_b = [t if t is not None or b is None else torch.zeros_like(b)
+               for b, t in ((b_ih, tangents[5]), (b_hh, tangents[6]))]  # fmt: skip
+        t_bias = None if b_ih is None or b_hh is None else t_b[0] + t_b[1]
+        tangents = (*tangents[:5], t_bias, tangents[7])
+        run, present = _readable(primals, batch_sizes, ctx.reverse)
         real = tuple(primals[i] for i in present)
         dots = tuple(
             torch.zeros_like(primals[i]) if tangents[i] is None else tangents[i] for i in present
@@ -416,7 +469,7 @@ def _forward_rule(op):
     loop = _loop_rule(op)
 
     def rule(info, in_dims, x, h0, c0, *rest):
-        batch_sizes = rest[4]
+        batch_sizes = rest[5]
         if batch_sizes is not None or any(d is not None for d in in_dims[3:]):
             return loop(info, in_dims, x, h0, c0, *rest)
         V = info.batch_size
@@ -425,6 +478,8 @@ def _forward_rule(op):
         T, _, B, _ = x.shape  # (T, V, B, I)
 
         def state(s, d):
+            if s is None:  # a zero state
+                return None
             return (s.expand(V, *s.shape) if d is None else s.movedim(d, 0)).reshape(V * B, -1)
 
         results = op(x.reshape(T, V * B, -1), state(h0, hd), state(c0, cd), *rest)
@@ -473,8 +528,8 @@ def onnx_exporting() -> bool:
 
 def lstm_sequence(
     x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
     weight_ih: Tensor,
     weight_hh: Tensor,
     bias_ih: Tensor | None = None,
@@ -485,13 +540,17 @@ def lstm_sequence(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer direction with hand-derived BPTT: same arguments and results as `reference_sequence`.
 
-    x (T, B, I), h0 (B, P), c0 (B, H) -> output (T, B, P), h_n (B, P), c_n (B, H).
+    x (T, B, I), h0 (B, P) or None (zeros), c0 (B, H) or None -> output (T, B, P), h_n (B, P),
+    c_n (B, H).
     """
-    bias = bptt.combined_bias(bias_ih, bias_hh)
-    args = _autocast([x, h0, c0, weight_ih, weight_hh, bias, weight_hr], x)
+    args = _autocast([x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr], x)
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         if onnx_exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
             from lstmbyhand.nn import onnx
+
+            B, (G, P) = x.shape[1], weight_hh.shape
+            h0 = x.new_zeros(B, P) if h0 is None else h0
+            c0 = x.new_zeros(B, G // 4) if c0 is None else c0
 
             return onnx.lstm_node(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   batch_sizes, reverse)  # fmt: skip
