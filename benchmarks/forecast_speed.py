@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 5] [--set hidden=16]
         [--src DIR]   (another checkout's src/, e.g. the commit before a change)
-        [--cache both|cold|warm]
+        [--cases cold,cold-in-process,warm]
 
 Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --quiet` then
 `lstmbyhand evaluate RUN`, each a fresh process, as a user runs them, against
@@ -12,14 +12,18 @@ Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --qui
 
     ratio = median(train + evaluate) / (median(epochs' own) + 2 x median(start-up))   (target ≤ 1.5)
 
-in wall seconds (what a user waits) and CPU seconds (user + sys of the processes; the steadier
-number on a shared machine). The start-up is measured in every repeat, alternating with the runs.
-Two cases (`--cache`): cold, the series' first run (an empty cache of statistical forecasts,
-LSTMBYHAND_CACHE_DIR, see forecast/baselines.py: train imports statsforecast and fits), and warm,
-a later run of the same series and season (the cache filled by one untimed run first: train reads
-the forecasts back). The in-process parts are of cold runs.
-Then, in this process, each part timed (`instrument`): start-up pieces a run pays beyond
-`import torch` (each in a fresh process, minus `import torch`), and the parts of train + evaluate.
+in wall seconds (what a user waits) and CPU seconds (user + sys of the processes, children
+included; the steadier number on a shared machine). The start-up is measured in every repeat,
+alternating with the runs. Three cases (`--cases`), alternating within each repeat:
+  cold             the series' first run (an empty cache of statistical forecasts,
+                   LSTMBYHAND_CACHE_DIR, see forecast/baselines.py): statsforecast is imported and
+                   the models fitted in a child process while train imports torch (prefit.py)
+  cold-in-process  the same with LSTMBYHAND_PREFIT=0: imported and fitted in train itself
+  warm             a later run of the same series and season (the cache filled by one untimed run
+                   first: train reads the forecasts back)
+Then start-up pieces a run pays beyond `import torch` (fresh processes, alternating with a plain
+`import torch`; CPU), and, in this process, each part of a cold train + evaluate timed
+(`instrument`; torch is imported here, so the fits run in process).
 """
 
 from __future__ import annotations
@@ -43,15 +47,17 @@ PY = sys.executable
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 CACHE_ENV = "LSTMBYHAND_CACHE_DIR"  # baselines.py's
+PREFIT_ENV = "LSTMBYHAND_PREFIT"  # prefit.py's: "0" fits in process
+CASES = ("cold", "cold-in-process", "warm")
 PIECES = {  # what a run imports beyond torch, each timed in a fresh process minus `import torch`
     "torch._dynamo (torch.optim.Adam's first step; forecast/optim.py avoids it)": "import torch._dynamo",
     "statsforecast.models (train's fits; evaluate without stored forecasts)": (
         "import statsforecast.models"
     ),
     "pandas (reading the CSV)": "import pandas",
-    "matplotlib + one PNG (loss.png)": (
-        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as p; "
-        "f = p.figure(); p.plot([1, 2]); f.savefig(__import__('io').BytesIO(), format='png')"
+    "matplotlib + loss.png (plots.loss_curve, 30 epochs)": (
+        "from lstmbyhand.forecast import plots; import tempfile; plots.loss_curve([{'epoch': e, "
+        "'train_loss': 1 / e, 'val_loss': 2 / e} for e in range(1, 31)], tempfile.mktemp())"
     ),
 }
 
@@ -66,12 +72,16 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_run(path: str, target: str, season: int, extra: list[str], cache: str = "") -> dict:
+def cli_run(
+    path: str, target: str, season: int, extra: list[str], cache: str = "", prefit: bool = True
+) -> dict:
     """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds;
-    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one)."""
+    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one); `prefit`
+    False: the fits in train's own process (LSTMBYHAND_PREFIT=0)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{tmp}/run"
         ENV[CACHE_ENV] = cache or f"{tmp}/cache"
+        ENV[PREFIT_ENV] = "1" if prefit else "0"
         train = [PY, "-m", "lstmbyhand", "train", path, "--target", target, "--season",
                  str(season), "--out", run, "--quiet", *extra]  # fmt: skip
         t_train = timed(train)
@@ -80,6 +90,14 @@ def cli_run(path: str, target: str, season: int, extra: list[str], cache: str = 
             rows = list(csv.DictReader(f))
     return {"wall": t_train[0] + t_eval[0], "cpu": t_train[1] + t_eval[1], "epochs": len(rows),
             "own": sum(float(r["seconds"]) for r in rows)}  # fmt: skip
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        return "unknown CPU"
 
 
 SPENT: dict[str, float] = {}  # label -> seconds, filled by the wrappers `instrument` installs
@@ -142,32 +160,36 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--set", nargs="*", default=[], help="train flags, e.g. hidden=16")
     ap.add_argument("--src", default=SRC, help="the src/ folder to run (default: this checkout's)")
-    ap.add_argument("--cache", choices=("both", "cold", "warm"), default="both")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"some of {', '.join(CASES)}")
     args = ap.parse_args()
     ENV["PYTHONPATH"] = os.path.abspath(args.src)
     sys.path.insert(0, ENV["PYTHONPATH"])
     extra = [a for kv in args.set for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
     settings = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=") for kv in args.set)}
     paths = {n: str(files("lstmbyhand") / "datasets" / f) for n, (f, _, _) in DATASETS.items()}
-    cases = ("cold", "warm") if args.cache == "both" else (args.cache,)
+    cases = [c for c in CASES if c in args.cases.split(",")]
     warm = tempfile.TemporaryDirectory()
     if "warm" in cases:  # one untimed run per series fills the cache
         for name, (_, target, season) in DATASETS.items():
             cli_run(paths[name], target, season, extra, warm.name)
     startup: list[tuple[float, float]] = []
     runs = {(name, case): [] for name in DATASETS for case in cases}  # type: ignore[var-annotated]
+    loads = [os.getloadavg()[0]]
     for _ in range(args.repeats):  # alternating: the reference, then each series and case
         startup.append(timed([PY, "-c", "import torch"]))
         for name, (_, target, season) in DATASETS.items():
             for case in cases:
                 cache = warm.name if case == "warm" else ""
-                runs[(name, case)].append(cli_run(paths[name], target, season, extra, cache))
+                one = cli_run(paths[name], target, season, extra, cache, case != "cold-in-process")
+                runs[(name, case)].append(one)
+                loads.append(os.getloadavg()[0])
     warm.cleanup()
     up_wall = statistics.median(w for w, _ in startup)
     up_cpu = statistics.median(c for _, c in startup)
-    load = os.getloadavg()[0]
+    print(f"{machine()}, {os.cpu_count()} CPUs; load average (1 min) {min(loads):.1f}-"
+          f"{max(loads):.1f} during the runs, median {statistics.median(loads):.1f}")  # fmt: skip
     print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU; median of "
-          f"{args.repeats} repeats; load average at the end {load:.1f}, {os.cpu_count()} CPUs")  # fmt: skip
+          f"{args.repeats} repeats")  # fmt: skip
     print("| series, cache | epochs | epochs' own s | train + evaluate s, wall (CPU) | reference s, "
           "epochs + 2 start-ups, wall (CPU) | ratio, wall (CPU) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
@@ -178,11 +200,14 @@ def main() -> None:
         epochs = "-".join(sorted({str(x["epochs"]) for x in r}))
         print(f"| {name}, {case} | {epochs} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {rw:.2f} ({rc:.2f}) "
               f"| {wall / rw:.2f} ({cpu / rc:.2f}) |", flush=True)  # fmt: skip
-    print("\nstart-up pieces beyond `import torch`, CPU s (median of 3, fresh processes):")
+    print("\nstart-up pieces beyond `import torch`, CPU s (median of 5 differences, each against "
+          "a plain `import torch` run just before; fresh processes):")  # fmt: skip
     for label, code in PIECES.items():
-        both = statistics.median(timed([PY, "-c", f"import torch; {code}"])[1] for _ in range(3))
-        alone = statistics.median(timed([PY, "-c", "import torch"])[1] for _ in range(3))
-        print(f"  {label}: {both - alone:.2f}")
+        extra_cpu = []
+        for _ in range(5):
+            alone = timed([PY, "-c", "import torch"])[1]
+            extra_cpu.append(timed([PY, "-c", f"import torch; {code}"])[1] - alone)
+        print(f"  {label}: {statistics.median(extra_cpu):.2f}", flush=True)
     print("\nin one process, seconds per part (wall):")
     import torch
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+from dataclasses import replace
 from importlib.resources import files
 
 import numpy as np
@@ -126,3 +128,20 @@ def test_start_refuses_what_train_refuses_and_forks_nothing_here(tmp_path, monke
     before = dict(baselines._AHEAD)
     prefit.start(SETTINGS)  # torch is imported in this process: nothing to overlap
     assert baselines._AHEAD == before
+
+
+def test_the_child_is_started_only_where_it_is_safe_and_can_help(monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "torch")  # as in `lstmbyhand train` before torch loads
+    monkeypatch.delenv(prefit.SWITCH, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert prefit._wanted(SETTINGS)
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"0" * (prefit.LIMIT + 1))
+    for other in [replace(SETTINGS, base="none"), replace(SETTINGS, id="unique_id"),
+                  replace(SETTINGS, target="a,b"), replace(SETTINGS, data=str(big))]:  # fmt: skip
+        assert not prefit._wanted(other), other
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun
+    assert not prefit._wanted(SETTINGS)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv(prefit.SWITCH, "0")  # turned off
+    assert not prefit._wanted(SETTINGS)

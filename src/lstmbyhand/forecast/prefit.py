@@ -22,6 +22,7 @@ Linux (fork; before torch, so no torch threads exist to be forked), one process 
 torchrun), torch not imported yet, a base (`--base` not none), one series (no --id, one --target),
 a regular file of at most `LIMIT` bytes (it is read twice: here and by train), and no cached
 forecasts of the fit (baselines.py's cache: a later run reads those instead).
+`LSTMBYHAND_PREFIT=0` turns it off (the fits are then made in process, as before).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from lstmbyhand.forecast.config import TrainSettings
 from lstmbyhand.forecast.prepare import Prepared
 
 LIMIT = 4 << 20  # bytes: a file of one series above this is not read twice
+SWITCH = "LSTMBYHAND_PREFIT"  # "0": no child
 
 
 def start(s: TrainSettings) -> None:
@@ -68,6 +70,8 @@ def start(s: TrainSettings) -> None:
 def _wanted(s: TrainSettings) -> bool:
     """The conditions of the module docstring that need no reading of the file."""
     if sys.platform != "linux" or "torch" in sys.modules or s.model.base == "none":
+        return False
+    if os.environ.get(SWITCH, "").strip() == "0":
         return False
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or s.id is not None or "," in s.target:
         return False
