@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.files import atomic_write, check_output, write_output
@@ -45,8 +46,11 @@ def check_plot(path: str, flag: str = "--plot", protected: Iterable[Path] = ()) 
 
 
 def _render(fig: Figure, path: str | Path) -> bytes:
+    """The figure's file; cropped to what it shows unless it has a layout engine (which already
+    placed everything inside: one drawing instead of the crop's two)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format=plot_format(path), dpi=110, bbox_inches="tight")
+    crop = None if fig.get_layout_engine() is not None else "tight"
+    fig.savefig(buf, format=plot_format(path), dpi=110, bbox_inches=crop)
     return buf.getvalue()
 
 
@@ -61,10 +65,18 @@ def _save(
         write_output(str(path), _render(fig, path), "--plot", protected)
 
 
+class _PlainLog(LogFormatter):
+    """Log-axis tick labels as plain numbers (0.4, 1, 2): the default's 10^k labels are math
+    text, and its parser is built on first use (a cost every `train` paid for loss.png)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
 def loss_curve(history: list[dict], path: str | Path) -> None:
     """Train and validation loss per epoch (log scale when all are positive), the best marked."""
     epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), layout="tight")  # drawn once, every label inside
     ax = fig.subplots()
     train = [r["train_loss"] for r in history]
     val = [r["val_loss"] for r in history if r["val_loss"] is not None]  # none: --val-fraction 0
@@ -75,6 +87,8 @@ def loss_curve(history: list[dict], path: str | Path) -> None:
         ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
     if min(train + val) > 0:  # a log axis needs positive values (a constant series has 0)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_PlainLog())
+        ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False))  # as matplotlib sets them
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (scaled)")
     ax.legend()
