@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -95,9 +96,7 @@ def main() -> None:
         epoch_s = sum(float(r["seconds"]) for r in rows) / len(rows)
         n_train = args.steps - 2 * round(0.15 * args.steps)
         windows = args.series * (n_train - 12)
-        rss = [
-            int(line.split()[-1]) / 1e6 for line in out.stderr.splitlines() if "peak_rss_kb" in line
-        ]  # fmt: skip  (one line per rank)
+        rss = [int(kb) / 1e6 for kb in re.findall(r"peak_rss_kb (\d+)", out.stderr)]  # per rank
         print(f"{args.series} series x {args.steps} steps ({args.format}), {args.nproc} "
               f"process(es): {windows:,} training windows; {epoch_s:.1f} s/epoch = "
               f"{windows / epoch_s:,.0f} windows/s; total wall {wall:.0f} s (reading + preparing "

@@ -1,5 +1,6 @@
 """torchrun with 2 CPU processes (gloo, loopback only): series sharded across ranks, the union-batch
-reference, identical weights, resume, evaluation; the sharding itself in one process."""
+reference, identical weights, resume, evaluation, a bad cell only one rank reads stopping both;
+the sharding itself in one process."""
 
 from __future__ import annotations
 
@@ -215,3 +216,23 @@ def test_rank_0_gathers_what_one_process_has(tmp_path, monkeypatch):
     want_arrays, want_meta = stored(whole.members)
     assert meta == want_meta and want_arrays and set(arrays) == set(want_arrays)
     assert all(np.array_equal(arrays[k], want_arrays[k]) for k in arrays)
+
+
+def test_a_bad_cell_in_one_ranks_series_stops_both_with_the_one_process_line(tmp_path, capsys):
+    """Each rank reads only its own series' rows; the bad cell is in B, which rank 1 holds: both
+    ranks print the line one process prints (and exit 2) instead of rank 0 training on alone."""
+    data = tmp_path / "bad.csv"
+    write_long(data, {"A": 70, "B": 40, "C": 36})  # A on rank 0; B and C on rank 1
+    lines = data.read_text().splitlines()
+    lines[70 + 5] = "B,5,oops"
+    data.write_text("\n".join(lines) + "\n")
+    flags = ["train", str(data), "--window", "6", "--base", "none", "--quiet"]
+    assert main([*flags, "--out", str(tmp_path / "one")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "series 'B'" in line and "'oops'" in line
+    env = subprocess_env(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "lstmbyhand", *flags, "--out", str(tmp_path / "two")]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.count(line) == 2, proc.stderr[-3000:]
+    assert not (tmp_path / "two").exists()
