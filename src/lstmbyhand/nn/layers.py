@@ -679,7 +679,7 @@ def cell_step(
     else:
         z = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())  # (N, 4H)
     z = z.addmm_(h, weight_hh.t())  # F1
-    i, f, g, o = z.chunk(4, dim=1)  # each (N, H)
+    i, f, g, o = z.unsafe_chunk(4, dim=1)  # each (N, H); no views tracked: none is written
     c_next = (torch.sigmoid(f) * c).add_(torch.sigmoid(i) * torch.tanh(g))  # F2, F3
     h_next = torch.sigmoid(o) * torch.tanh(c_next)  # F2, F4
     return h_next, c_next

@@ -34,7 +34,8 @@ std::tuple<at::Tensor, at::Tensor> cell_step(const at::Tensor& x, const at::Tens
     z = at::mm(x, weight_ih.t());
   }
   z = z.addmm_(h, weight_hh.t());  // F1
-  std::vector<at::Tensor> gates = z.chunk(4, 1);  // i, f, g, o, each (N, H)
+  // i, f, g, o, each (N, H); unsafe_chunk: no view tracking (neither z nor a block is written)
+  std::vector<at::Tensor> gates = z.unsafe_chunk(4, 1);
   at::Tensor c_next = (at::sigmoid(gates[1]) * c).add_(at::sigmoid(gates[0]) * at::tanh(gates[2]));  // F2, F3
   at::Tensor h_next = at::sigmoid(gates[3]) * at::tanh(c_next);                         // F2, F4
   return {h_next, c_next};
