@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 5] [--set hidden=16]
         [--src DIR]   (another checkout's src/, e.g. the commit before a change)
-        [--cases cold,cold-in-process,warm]
+        [--cases cold,warm]
 
 Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --quiet` then
 `lstmbyhand evaluate RUN`, each a fresh process, as a user runs them, against
@@ -14,16 +14,14 @@ Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --qui
 
 in wall seconds (what a user waits) and CPU seconds (user + sys of the processes, children
 included; the steadier number on a shared machine). The start-up is measured in every repeat,
-alternating with the runs. Three cases (`--cases`), alternating within each repeat:
-  cold             the series' first run (an empty cache of statistical forecasts,
-                   LSTMBYHAND_CACHE_DIR, see forecast/baselines.py): statsforecast is imported and
-                   the models fitted in a child process while train imports torch (prefit.py)
-  cold-in-process  the same with LSTMBYHAND_PREFIT=0: imported and fitted in train itself
-  warm             a later run of the same series and season (the cache filled by one untimed run
-                   first: train reads the forecasts back)
+alternating with the runs. Two cases (`--cases`), alternating within each repeat:
+  cold   the series' first run (an empty cache of statistical forecasts, LSTMBYHAND_CACHE_DIR,
+         see forecast/baselines.py): train imports statsforecast and fits the models
+  warm   a later run of the same series and season (the cache filled by one untimed run first:
+         train reads the forecasts back)
 Then start-up pieces a run pays beyond `import torch` (fresh processes, alternating with a plain
 `import torch`; CPU), and, in this process, each part of a cold train + evaluate timed
-(`instrument`; torch is imported here, so the fits run in process).
+(`instrument`).
 """
 
 from __future__ import annotations
@@ -47,8 +45,7 @@ PY = sys.executable
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 CACHE_ENV = "LSTMBYHAND_CACHE_DIR"  # baselines.py's
-PREFIT_ENV = "LSTMBYHAND_PREFIT"  # prefit.py's: "0" fits in process
-CASES = ("cold", "cold-in-process", "warm")
+CASES = ("cold", "warm")
 PIECES = {  # what a run imports beyond torch, each timed in a fresh process minus `import torch`
     "torch._dynamo (torch.optim.Adam's first step; forecast/optim.py avoids it)": "import torch._dynamo",
     "statsforecast.models (train's fits; evaluate without stored forecasts)": (
@@ -72,16 +69,12 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_run(
-    path: str, target: str, season: int, extra: list[str], cache: str = "", prefit: bool = True
-) -> dict:
+def cli_run(path: str, target: str, season: int, extra: list[str], cache: str = "") -> dict:
     """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds;
-    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one); `prefit`
-    False: the fits in train's own process (LSTMBYHAND_PREFIT=0)."""
+    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{tmp}/run"
         ENV[CACHE_ENV] = cache or f"{tmp}/cache"
-        ENV[PREFIT_ENV] = "1" if prefit else "0"
         train = [PY, "-m", "lstmbyhand", "train", path, "--target", target, "--season",
                  str(season), "--out", run, "--quiet", *extra]  # fmt: skip
         t_train = timed(train)
@@ -180,7 +173,7 @@ def main() -> None:
         for name, (_, target, season) in DATASETS.items():
             for case in cases:
                 cache = warm.name if case == "warm" else ""
-                one = cli_run(paths[name], target, season, extra, cache, case != "cold-in-process")
+                one = cli_run(paths[name], target, season, extra, cache)
                 runs[(name, case)].append(one)
                 loads.append(os.getloadavg()[0])
     warm.cleanup()

@@ -135,16 +135,10 @@ def default_out(data: str, target: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lstmbyhand.forecast.data import readable
+
     settings, given = settings_from_args(args)
-    if args.resume:  # the run's settings decide: only the data file is checked here
-        from lstmbyhand.forecast.data import readable
-
-        readable(settings.data)  # a missing or unreadable file: refused before torch
-    else:  # the same refusals, then the statistical fits in a child while torch loads
-        from lstmbyhand.forecast import prefit
-
-        prefit.start(settings)
-
+    readable(settings.data)  # a missing or unreadable file: refused before torch is imported
     from lstmbyhand.cli.threads import use_threads
     from lstmbyhand.forecast import distributed
     from lstmbyhand.forecast.model import cell_options

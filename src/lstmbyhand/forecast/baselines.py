@@ -32,10 +32,6 @@ are statsforecast's own forecasts of that very fit, so the numbers are the same 
 file is written atomically and checksummed; one that is damaged, another fit's or unreadable is
 ignored (the forecasts are computed again), and one that cannot be written is left out: the cache
 only saves time, it never fails a run.
-
-A fit's forecasts may also be made ahead, in a child process started before torch is imported
-(prefit.py): `expect` names the fit, and the first `Statistical` of that fit to miss a forecast
-takes what the child made (waiting for it), then computes whatever did not come, as before.
 """
 
 from __future__ import annotations
@@ -43,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,9 +50,6 @@ from lstmbyhand.forecast.config import STATISTICAL
 
 if TYPE_CHECKING:  # prepare.py imports this module
     from lstmbyhand.forecast.prepare import Prepared
-
-Known = dict[tuple[str, int], dict[str, np.ndarray]]  # (model, H) -> history key -> forecast (H,)
-_AHEAD: dict[str, Callable[[], Known]] = {}  # fit key -> waits for the forecasts made ahead
 
 
 def _model(name: str, season: int):
@@ -72,8 +65,8 @@ class Statistical:
         self.train = np.asarray(train, dtype=np.float64)  # (n,): y_0 .. y_{n-1}
         self.season = int(season)
         self.fitted: dict[str, object] = {}
-        self.known: Known = {}  # (model, H) -> history key -> (H,)
-        self.cached: Known | None = None  # read on the first miss
+        self.known: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # (model, H) -> key -> (H,)
+        self.cached: dict[tuple[str, int], dict[str, np.ndarray]] | None = None  # read on a miss
 
     @property
     def key(self) -> str:
@@ -93,29 +86,15 @@ class Statistical:
         history = np.ascontiguousarray(history, dtype=np.float64)
         known = self.known.setdefault((name, horizon), {})
         key = _digest(history)
-        if key not in known and self.cached is None:  # the first miss: what was made elsewhere
-            self.cached = recall(self.key)
-            collect = _AHEAD.pop(self.key, None)
-            if collect is not None:
-                self._take(collect())
         if key not in known:
-            out = (self.cached or {}).get((name, horizon), {}).get(key)
+            if self.cached is None:
+                self.cached = recall(self.key)
+            out = self.cached.get((name, horizon), {}).get(key)
             if out is None:
                 out = self._forward(name, history, horizon)
             known[key] = out if out is not None else np.full(horizon, np.nan)
         out = known[key]
         return None if np.isnan(out).any() else out.copy()
-
-    def _take(self, made: Known) -> None:
-        """Add forecasts made ahead (prefit.py) of this very fit to `known`; rows of another
-        shape or model are left out (computed here when asked)."""
-        for (name, h), rows in made.items():
-            if name not in STATISTICAL:
-                continue
-            known = self.known.setdefault((name, h), {})
-            for key, out in rows.items():
-                if isinstance(out, np.ndarray) and out.shape == (h,) and out.dtype == np.float64:
-                    known.setdefault(key, out)
 
     def _forward(self, name: str, history: np.ndarray, horizon: int) -> np.ndarray | None:
         model = self.model(name)
@@ -159,8 +138,9 @@ def stored(members: Iterable[Prepared]) -> tuple[dict[str, np.ndarray], dict]:
     arrays: dict[str, np.ndarray] = {}
     fits: dict[str, dict[str, list[str]]] = {}
     for member in members:
-        stat = member.statistical
-        test_forecasts(member)
+        stat, test = member.statistical, member.origins.get("test")
+        if test is not None and len(test):
+            stat.at(member.series.values, test, member.horizon, stat.used())
         entry = fits.setdefault(stat.key, {})
         for (name, h), known in sorted(stat.known.items()):
             array = f"{list(fits).index(stat.key)}.{name}.{h}"
@@ -168,20 +148,6 @@ def stored(members: Iterable[Prepared]) -> tuple[dict[str, np.ndarray], dict]:
             entry[array] = list(known)
         remember(stat.key, stat.known, stat.cached)
     return arrays, {"fits": {k: v for k, v in fits.items() if v}}
-
-
-def test_forecasts(member: Prepared) -> None:
-    """Each used model's forecasts from the member's test origins at its horizon (what
-    `evaluate` asks for; `stored` keeps them)."""
-    stat, test = member.statistical, member.origins.get("test")
-    if test is not None and len(test):
-        stat.at(member.series.values, test, member.horizon, stat.used())
-
-
-def expect(key: str, collect: Callable[[], Known]) -> None:
-    """The forecasts of the fit `key` are being made ahead (prefit.py): the first `Statistical`
-    of that fit to miss a forecast calls `collect` (which waits for them; {}: none came)."""
-    _AHEAD[key] = collect
 
 
 CACHE_ENV = "LSTMBYHAND_CACHE_DIR"
@@ -213,8 +179,7 @@ def _versions() -> str:
     return " ".join(f"{name}={one(name)}" for name in _LIBRARIES)
 
 
-def cache_file(key: str) -> Path | None:
-    """The cache file of the fit `key` (None: no cache); it may not exist."""
+def _cache_file(key: str) -> Path | None:
     folder = cache_dir()
     return (
         None if folder is None else folder / f"{_digest(np.zeros(0), key, _versions())}.safetensors"
@@ -224,7 +189,7 @@ def cache_file(key: str) -> Path | None:
 def recall(key: str) -> dict[tuple[str, int], dict[str, np.ndarray]]:
     """The cached forecasts of the fit `key`, {(model, H): {history key: (H,)}}; {} when there
     are none, or the file is damaged, another fit's, of other library versions or unreadable."""
-    path = cache_file(key)
+    path = _cache_file(key)
     if path is None or not path.is_file():
         return {}
     from lstmbyhand.errors import UserError
@@ -261,7 +226,7 @@ def remember(
     from lstmbyhand.errors import UserError
     from lstmbyhand.forecast.rundir import save_tensors
 
-    path = cache_file(key)
+    path = _cache_file(key)
     if path is None or not any(known.values()):
         return
     merged = recall(key) if cached is None else {mh: dict(rows) for mh, rows in cached.items()}

@@ -9,9 +9,9 @@ test split (train + validation; the whole series when it is not split), on first
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from lstmbyhand.forecast.baselines import Statistical
 from lstmbyhand.forecast.config import ModelConfig, TrainSettings
@@ -19,9 +19,6 @@ from lstmbyhand.forecast.data import Series, read_series
 from lstmbyhand.forecast.features import Covariates, CovariateScaler, calendar
 from lstmbyhand.forecast.scaling import Scaler
 from lstmbyhand.forecast.windows import Split, make_split, split_origins, windows
-
-if TYPE_CHECKING:  # torch is imported where tensors are made: reading and preparing a series
-    import torch  # need only numpy (prefit.py prepares one before torch is imported)
 
 
 @dataclass
@@ -79,13 +76,10 @@ class Prepared:
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def tensors(
-        self, part: str, dtype: torch.dtype | None = None, rows: np.ndarray | None = None
+        self, part: str, dtype=torch.float32, rows: np.ndarray | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part, float32
-        unless `dtype`; `rows`: only those of its windows (K = len(rows); pool.py's lazy batches)."""
-        import torch
-
-        dtype = torch.float32 if dtype is None else dtype
+        """Network inputs (K, W [+ O]) and scaled targets (K, O) of the train or val part; `rows`:
+        only those of its windows (K = len(rows); pool.py's lazy batches)."""
         at = self.origins[part] if rows is None else self.origins[part][rows]
         x, y = windows(self.series.values, at, self.window, self.steps(part))
         ys = self.scaler.transform(x, y)[1]
