@@ -4,6 +4,7 @@
 #include <torch/csrc/utils/pybind.h>
 
 #include "kernels.h"
+#include "masks.h"
 
 namespace py = pybind11;
 
@@ -37,6 +38,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("ln_weight_hh"), py::arg("ln_weight_c"), py::arg("recurrent_mask"),
         py::arg("zone_c"), py::arg("zone_h"), py::arg("batch_sizes"), py::arg("reverse"),
         py::arg("flags"), py::arg("cache"));
+  m.def("keyed_bernoulli", &lstmbyhand::keyed_bernoulli,
+        "The regularizers' mask from a counter-based stream (masks.py)", py::arg("shape"),
+        py::arg("seed"), py::arg("offset"), py::arg("threshold"), py::arg("value"), py::arg("dtype"));
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
         " returns (epoch losses float64, final step). See LSTMbyHand._fit_native in seed.py.",
