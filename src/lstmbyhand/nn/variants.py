@@ -57,6 +57,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from lstmbyhand.nn import masks as random_masks
+
 ABLATIONS = ("input_gate", "forget_gate", "output_gate", "input_activation", "output_activation")
 LN_EPS = 1e-5  # torch.nn.LayerNorm's
 
@@ -224,19 +226,25 @@ class CellOptions:
                 params["ln_bias_c"].zero_()
 
     def masks(self, like: Tensor, T: int, B: int, H: int, P: int, training: bool) -> Masks:
-        """The masks of one sequence from torch's RNG (uniform draws u in float32, compared): in
-        training m = [u < 1 - p] / (1 - p) (B, P) and ζ = [u < p] at every step; in evaluation no
-        dropout and zoneout's expectation ζ = p."""
+        """The masks of one sequence. In training, one seed from torch's RNG (`masks.draw_seed`) and
+        one counter-based stream u_k of it (`masks.py`), laid out in this order: m = [u < 1 - p] /
+        (1 - p) (B, P), then ζ_c = [u < p_c] (T, B, H), then ζ_h = [u < p_h] (T, B, P), each at every
+        step; in evaluation no dropout and zoneout's expectation ζ = p."""
         p_h, p_c = self.zoneout
         opts: dict = {"dtype": like.dtype, "device": like.device}
+        seed = random_masks.draw_seed() if training and self.regularized else 0
+        offset = 0
 
-        def bernoulli(shape: tuple[int, ...], p: float) -> Tensor:  # 1 with probability p
-            return (torch.rand(shape, device=like.device) < p).to(like.dtype)
+        def bernoulli(shape: tuple[int, ...], p: float, value: float = 1.0) -> Tensor:
+            nonlocal offset  # value with probability p, else 0; the next stretch of the stream
+            mask = random_masks.keyed_bernoulli(shape, seed, offset, p, value, **opts)
+            offset += mask.numel()
+            return mask
 
         recurrent = None
         if training and self.recurrent_dropout > 0:
             keep = 1.0 - self.recurrent_dropout
-            recurrent = bernoulli((B, P), keep) / keep
+            recurrent = bernoulli((B, P), keep, 1.0 / keep)
 
         def zone(p: float, width: int) -> Tensor | None:
             if p == 0:
@@ -245,7 +253,8 @@ class CellOptions:
                 return bernoulli((T, B, width), p)
             return torch.full((T, B, width), p, **opts)
 
-        return Masks(recurrent, zone(p_c, H), zone(p_h, P))
+        zone_c = zone(p_c, H)
+        return Masks(recurrent, zone_c, zone(p_h, P))
 
 
 class Saved(NamedTuple):

@@ -210,9 +210,10 @@ constexpr double kLayerNormEps = 1e-5;  // variants.LN_EPS
 inline __mmask16 all_or_none(bool on) { return on ? __mmask16(0xFFFF) : __mmask16(0); }
 #endif
 
-// Σ_k f(k) over k < n in kParts independent partial sums: one sum is a chain of dependent
-// additions (4 cycles each), and even 8 lanes in one vector register wait on it; kParts = 32 fill
-// four registers that add side by side (GCC packs the inner loop into vector adds).
+// Row sums for layer norm. One sum is a chain of dependent additions (4 cycles each), so the sums
+// run in independent partial sums: kParts scalars (GCC packs them into vector adds), and for float
+// on AVX-512 16-wide registers over the row's first n - n % 16 values (the scalar form takes the
+// rest: any n, and double).
 constexpr int64_t kParts = 32;
 
 template <typename T>
@@ -222,10 +223,11 @@ inline T sum_parts(T* part) {  // the kParts partial sums, added pairwise
   return part[0];
 }
 
+// Σ_k f(k) over k0 <= k < n.
 template <typename T, typename F>
-inline T row_sum(int64_t n, const F& f) {
+inline T row_sum(int64_t k0, int64_t n, const F& f) {
   T part[kParts] = {};
-  int64_t k = 0;
+  int64_t k = k0;
   for (; k + kParts <= n; k += kParts)
     for (int64_t j = 0; j < kParts; ++j) part[j] += f(k + j);
   T total = sum_parts(part);
@@ -233,13 +235,70 @@ inline T row_sum(int64_t n, const F& f) {
   return total;
 }
 
+#if defined(LSTMBYHAND_AVX512)
+// Σ_k f(k) over k < n16 (a multiple of 16), f(k) the 16 values at k..k+15, in four registers.
+template <typename F>
+inline float sum16(int64_t n16, const F& f) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t k = 0;
+  for (; k + 64 <= n16; k += 64) {
+    s0 = _mm512_add_ps(s0, f(k));
+    s1 = _mm512_add_ps(s1, f(k + 16));
+    s2 = _mm512_add_ps(s2, f(k + 32));
+    s3 = _mm512_add_ps(s3, f(k + 48));
+  }
+  for (; k < n16; k += 16) s0 = _mm512_add_ps(s0, f(k));
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+#endif
+
+// The units of a row that the 16-wide forms take (the rest run scalar): n - n % 16 for float on
+// AVX-512, else none.
+template <typename T>
+constexpr int64_t wide_part(int64_t n) {
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) return n - n % 16;
+#endif
+  return 0 * n;
+}
+
 // The mean of a (n) into *mean, and 1/std (population variance, two passes, as torch).
 template <typename T>
 inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
-  const T mean = row_sum<T>(n, [&](int64_t k) { return a[k]; }) / T(n);
-  const T var = row_sum<T>(n, [&](int64_t k) { return (a[k] - mean) * (a[k] - mean); }) / T(n);
+  const int64_t w = wide_part<T>(n);
+  T sum = row_sum<T>(w, n, [&](int64_t k) { return a[k]; });
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) sum += sum16(w, [&](int64_t k) { return _mm512_loadu_ps(a + k); });
+#endif
+  const T mean = sum / T(n);
+  T sq = row_sum<T>(w, n, [&](int64_t k) { return (a[k] - mean) * (a[k] - mean); });
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m = _mm512_set1_ps(mean);
+    sq += sum16(w, [&](int64_t k) {
+      const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + k), m);
+      return _mm512_mul_ps(d, d);
+    });
+  }
+#endif
   *mean_out = mean;
-  return T(1) / std::sqrt(var + T(kLayerNormEps));
+  return T(1) / std::sqrt(sq / T(n) + T(kLayerNormEps));
+}
+
+// LN(a) = (a - mean a) / std a over n values, in place (a (n) becomes LN(a)); returns 1/std.
+template <typename T>
+inline T layer_norm_in_place(int64_t n, T* __restrict__ a) {
+  T mean;
+  const T rstd = layer_norm_stats(n, a, &mean);
+  int64_t k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(a + k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
+  }
+#endif
+  for (; k < n; ++k) a[k] = (a[k] - mean) * rstd;
+  return rstd;
 }
 
 // LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std.
@@ -247,45 +306,145 @@ template <typename T>
 inline T layer_norm_row(int64_t n, const T* __restrict__ a, T* __restrict__ xhat) {
   T mean;
   const T rstd = layer_norm_stats(n, a, &mean);
-  for (int64_t k = 0; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
+  int64_t k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(xhat + k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
+  }
+#endif
+  for (; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
   return rstd;
 }
 
-// The backward of y = LN(a) γ over n values in two passes: from dy (n), γ and xhat = LN(a),
-// d (n) = LN'(dy γ) = (e - mean e - xhat mean(e xhat)) / std with e = dy γ, and dγ += dy xhat. The
-// sums run in kParts partial sums, as row_sum's.
+// F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h + b,
+// from xhat_x = LN(a_x) (n); xhat_h (n) gets LN(a_h); returns 1/std(a_h).
 template <typename T>
-inline void layer_norm_gain_backward_row(int64_t n, const T* __restrict__ dy, const T* __restrict__ gamma,
-                                         const T* __restrict__ xhat, T rstd, T* __restrict__ d,
-                                         T* __restrict__ d_gamma) {
-  T s_e[kParts] = {}, s_ex[kParts] = {};
+inline T layer_norm_gates_row(int64_t n, T* __restrict__ z, const T* __restrict__ xhat_x,
+                              const T* __restrict__ gamma_x, const T* __restrict__ gamma_h,
+                              const T* __restrict__ b, T* __restrict__ xhat_h) {
+  T mean;
+  const T rstd = layer_norm_stats(n, z, &mean);
   int64_t k = 0;
-  for (; k + kParts <= n; k += kParts)
-    for (int64_t j = 0; j < kParts; ++j) {
-      const T e = dy[k + j] * gamma[k + j];
-      d[k + j] = e;
-      d_gamma[k + j] += dy[k + j] * xhat[k + j];
-      s_e[j] += e;
-      s_ex[j] += e * xhat[k + j];
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
+    for (; k + 16 <= n; k += 16) {
+      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(z + k), m), r);  // LN(a_h)
+      _mm512_storeu_ps(xhat_h + k, xh);
+      _mm512_storeu_ps(z + k, _mm512_fmadd_ps(_mm512_loadu_ps(xhat_x + k), _mm512_loadu_ps(gamma_x + k),
+                                              _mm512_fmadd_ps(xh, _mm512_loadu_ps(gamma_h + k),
+                                                              _mm512_loadu_ps(b + k))));
     }
-  T sum_e = sum_parts(s_e), sum_ex = sum_parts(s_ex);
-  for (; k < n; ++k) {
-    const T e = dy[k] * gamma[k];
-    d[k] = e;
-    d_gamma[k] += dy[k] * xhat[k];
-    sum_e += e;
-    sum_ex += e * xhat[k];
   }
-  const T mean_e = sum_e / T(n), mean_ex = sum_ex / T(n);
-  for (k = 0; k < n; ++k) d[k] = (d[k] - mean_e - xhat[k] * mean_ex) * rstd;
+#endif
+  for (; k < n; ++k) {
+    xhat_h[k] = (z[k] - mean) * rstd;  // F1: LN(a_h)
+    z[k] = xhat_x[k] * gamma_x[k] + (xhat_h[k] * gamma_h[k] + b[k]);  // F1: LN(a_x) γ_x + LN(a_h) γ_h + b
+  }
+  return rstd;
+}
+
+// B1 with layer norm for one row of n = 4H: from dz (n) and each side's gain γ, xhat = LN(a) and
+// 1/std, da = LN'(dz γ) = (e - mean e - xhat mean(e xhat)) / std with e = dz γ, for U h (into da_h)
+// and for W x (into dz itself: dz is not needed after), and dγ += dz xhat for each. One pass for the
+// four sums and both dγ, one for both results.
+template <typename T>
+inline void layer_norm_gates_backward_row(int64_t n, T* __restrict__ dz, const T* __restrict__ gamma_h,
+                                          const T* __restrict__ xhat_h, T rstd_h, T* __restrict__ da_h,
+                                          T* __restrict__ d_gamma_h, const T* __restrict__ gamma_x,
+                                          const T* __restrict__ xhat_x, T rstd_x,
+                                          T* __restrict__ d_gamma_x) {
+  const int64_t w = wide_part<T>(n);
+  T s_h[kParts] = {}, s_hx[kParts] = {}, s_x[kParts] = {}, s_xx[kParts] = {};
+  int64_t k = w;
+  const auto first = [&](int64_t i, int64_t j) {
+    const T e_h = dz[i] * gamma_h[i], e_x = dz[i] * gamma_x[i];
+    d_gamma_h[i] += dz[i] * xhat_h[i];  // B1: dγ_h
+    d_gamma_x[i] += dz[i] * xhat_x[i];  // B1: dγ_x
+    s_h[j] += e_h;
+    s_hx[j] += e_h * xhat_h[i];
+    s_x[j] += e_x;
+    s_xx[j] += e_x * xhat_x[i];
+  };
+  for (; k + kParts <= n; k += kParts)
+    for (int64_t j = 0; j < kParts; ++j) first(k + j, j);
+  for (; k < n; ++k) first(k, 0);
+  T sum_h = sum_parts(s_h), sum_hx = sum_parts(s_hx), sum_x = sum_parts(s_x), sum_xx = sum_parts(s_xx);
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    __m512 v_h = _mm512_setzero_ps(), v_hx = v_h, v_x = v_h, v_xx = v_h;
+    for (k = 0; k < w; k += 16) {
+      const __m512 d = _mm512_loadu_ps(dz + k), xh = _mm512_loadu_ps(xhat_h + k);
+      const __m512 xx = _mm512_loadu_ps(xhat_x + k);
+      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + k));
+      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + k));
+      _mm512_storeu_ps(d_gamma_h + k, _mm512_fmadd_ps(d, xh, _mm512_loadu_ps(d_gamma_h + k)));
+      _mm512_storeu_ps(d_gamma_x + k, _mm512_fmadd_ps(d, xx, _mm512_loadu_ps(d_gamma_x + k)));
+      v_h = _mm512_add_ps(v_h, e_h);
+      v_hx = _mm512_fmadd_ps(e_h, xh, v_hx);
+      v_x = _mm512_add_ps(v_x, e_x);
+      v_xx = _mm512_fmadd_ps(e_x, xx, v_xx);
+    }
+    sum_h += _mm512_reduce_add_ps(v_h);
+    sum_hx += _mm512_reduce_add_ps(v_hx);
+    sum_x += _mm512_reduce_add_ps(v_x);
+    sum_xx += _mm512_reduce_add_ps(v_xx);
+  }
+#endif
+  const T mean_h = sum_h / T(n), mean_hx = sum_hx / T(n), mean_x = sum_x / T(n), mean_xx = sum_xx / T(n);
+  k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m_h = _mm512_set1_ps(mean_h), m_hx = _mm512_set1_ps(mean_hx), r_h = _mm512_set1_ps(rstd_h);
+    const __m512 m_x = _mm512_set1_ps(mean_x), m_xx = _mm512_set1_ps(mean_xx), r_x = _mm512_set1_ps(rstd_x);
+    for (; k < w; k += 16) {
+      const __m512 d = _mm512_loadu_ps(dz + k);
+      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + k));
+      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + k));
+      _mm512_storeu_ps(da_h + k, _mm512_mul_ps(_mm512_fnmadd_ps(_mm512_loadu_ps(xhat_h + k), m_hx,
+                                                                _mm512_sub_ps(e_h, m_h)), r_h));
+      _mm512_storeu_ps(dz + k, _mm512_mul_ps(_mm512_fnmadd_ps(_mm512_loadu_ps(xhat_x + k), m_xx,
+                                                              _mm512_sub_ps(e_x, m_x)), r_x));
+    }
+  }
+#endif
+  for (; k < n; ++k) {
+    const T e_h = dz[k] * gamma_h[k], e_x = dz[k] * gamma_x[k];
+    da_h[k] = (e_h - mean_h - xhat_h[k] * mean_hx) * rstd_h;  // B1: LN'(dz γ_h)
+    dz[k] = (e_x - mean_x - xhat_x[k] * mean_xx) * rstd_x;  // B1: LN'(dz γ_x)
+  }
 }
 
 // LN'(dy) in place: d (n) holds dy and gets (dy - mean dy - xhat mean(dy xhat)) / std.
 template <typename T>
 inline void layer_norm_backward_row(int64_t n, T* __restrict__ d, const T* __restrict__ xhat, T rstd) {
-  const T mean_d = row_sum<T>(n, [&](int64_t k) { return d[k]; }) / T(n);
-  const T mean_dx = row_sum<T>(n, [&](int64_t k) { return d[k] * xhat[k]; }) / T(n);
-  for (int64_t k = 0; k < n; ++k) d[k] = (d[k] - mean_d - xhat[k] * mean_dx) * rstd;
+  const int64_t w = wide_part<T>(n);
+  T sum_d = row_sum<T>(w, n, [&](int64_t k) { return d[k]; });
+  T sum_dx = row_sum<T>(w, n, [&](int64_t k) { return d[k] * xhat[k]; });
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    __m512 v_d = _mm512_setzero_ps(), v_dx = v_d;
+    for (int64_t k = 0; k < w; k += 16) {
+      const __m512 dk = _mm512_loadu_ps(d + k);
+      v_d = _mm512_add_ps(v_d, dk);
+      v_dx = _mm512_fmadd_ps(dk, _mm512_loadu_ps(xhat + k), v_dx);
+    }
+    sum_d += _mm512_reduce_add_ps(v_d);
+    sum_dx += _mm512_reduce_add_ps(v_dx);
+  }
+#endif
+  const T mean_d = sum_d / T(n), mean_dx = sum_dx / T(n);
+  int64_t k = 0;
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 m_d = _mm512_set1_ps(mean_d), m_dx = _mm512_set1_ps(mean_dx), r = _mm512_set1_ps(rstd);
+    for (; k < w; k += 16)
+      _mm512_storeu_ps(d + k, _mm512_mul_ps(_mm512_fnmadd_ps(_mm512_loadu_ps(xhat + k), m_dx,
+                                                             _mm512_sub_ps(_mm512_loadu_ps(d + k), m_d)), r));
+  }
+#endif
+  for (; k < n; ++k) d[k] = (d[k] - mean_d - xhat[k] * mean_dx) * rstd;
 }
 
 // The forward of one row. z: the 4H pre-activations (F1 done, bias included, no peepholes); p: the

@@ -1,10 +1,12 @@
 // lstmbyhand.nn._C: binds kernels.h (the compiled twins of bptt.forward, bptt.forward_inference and
-// bptt.backward, their variant twins, and fit_adam, the training loop of a tiny model in one call)
-// and cell_step.h (LSTMCell's plain step in ATen operators) to Python; nothing else.
+// bptt.backward, their variant twins, and fit_adam, the training loop of a tiny model in one call),
+// cell_step.h (LSTMCell's plain step in ATen operators) and masks.h (the regularizers' masks) to
+// Python; nothing else.
 #include <torch/csrc/utils/pybind.h>
 
 #include "cell_step.h"
 #include "kernels.h"
+#include "masks.h"
 
 namespace py = pybind11;
 
@@ -42,6 +44,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LSTMCell's plain step, checks then ATen operators: (h', c') (layers.cell_step)",
         py::arg("x"), py::arg("h"), py::arg("c"), py::arg("weight_ih"), py::arg("weight_hh"),
         py::arg("bias_ih"), py::arg("bias_hh"));
+  m.def("keyed_bernoulli", &lstmbyhand::keyed_bernoulli,
+        "The regularizers' mask from a counter-based stream (masks.py)", py::arg("shape"),
+        py::arg("seed"), py::arg("offset"), py::arg("threshold"), py::arg("value"), py::arg("dtype"));
   m.def("fit_adam", &lstmbyhand::fit_adam,
         "Adam training of a one-layer LSTM (+ optional linear head) on MSE, params updated in place;"
         " returns (epoch losses float64, final step). See LSTMbyHand._fit_native in seed.py.",

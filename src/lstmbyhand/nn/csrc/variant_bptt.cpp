@@ -94,10 +94,7 @@ std::vector<at::Tensor> variant_forward_impl(
           std::memset(a, 0, G * sizeof(T));  // entry stays zero
           continue;
         }
-        T mean;
-        const T rstd = layer_norm_stats(G, a, &mean);
-        rs[row] = rstd;
-        for (int64_t k = 0; k < G; ++k) a[k] = (a[k] - mean) * rstd;  // F1: LN(a_x)
+        rs[row] = layer_norm_in_place(G, a);  // F1: LN(a_x)
       }
     });
   }
@@ -142,15 +139,8 @@ std::vector<at::Tensor> variant_forward_impl(
       const int64_t row = t * B + j;
       T* z = zs + j * G;
       const T* ax = axs + row * G;
-      if (ln) {
-        T* xhat = xhh + row * G;
-        T mean;
-        const T rstd = layer_norm_stats(G, z, &mean);
-        rsh[row] = rstd;
-        for (int64_t k = 0; k < G; ++k) {
-          xhat[k] = (z[k] - mean) * rstd;  // F1: LN(a_h)
-          z[k] = ax[k] * gx[k] + xhat[k] * gh[k] + bs[k];  // F1: LN(a_x) γ_x + LN(a_h) γ_h + b
-        }
+      if (ln) {  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h + b
+        rsh[row] = layer_norm_gates_row(G, z, ax, gx, gh, bs, xhh + row * G);
       } else {
         for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
       }
@@ -230,14 +220,13 @@ std::vector<at::Tensor> variant_backward_impl(
   const at::Tensor &act = saved[4], &xhat_x = saved[5], &rstd_x = saved[6], &xhat_h = saved[7];
   const at::Tensor &rstd_h = saved[8], &chat = saved[9], &rstd_c = saved[10];
 
-  at::Tensor dz = buffer(packed, {T_, B, G}, opts);  // (T, B, G)
+  // (T, B, G) dz; with layer norm each row becomes da_x = LN'(dz γ_x) in the step that made it (the
+  // gradient of W x_t; dz itself is not needed after its step), without, da_x = dz
+  at::Tensor dz = buffer(packed, {T_, B, G}, opts);
   at::Tensor da_h = ln ? buffer(packed, {T_, B, G}, opts) : dz;  // (T, B, G) gradient of U h_in
   at::Tensor dhat = buffer(packed, {T_, B, P}, opts);  // (T, B, P) dĥ
   at::Tensor dh = checked(d_hn, x, "d_hn").clone(), dc = checked(d_cn, x, "d_cn").clone();
   const int64_t W = G + 3 * H + 2 * H + 2 * G;  // each group's sums: db | dp | dγ_c | dβ_c | dγ_h | dγ_x
-  // (T, B, G) the gradient of W x_t: with layer norm LN'(dz γ_x), computed in the loop while the step's
-  // rows of dz are in cache; without, dz itself
-  at::Tensor da_x_all = ln ? buffer(packed, {T_, B, G}, opts) : dz;
   at::Tensor parts = at::zeros({groups, W}, opts);
   at::Tensor dr_buf = proj ? at::empty({B, H}, opts) : at::Tensor();  // (B, H)
   at::Tensor ds_buf = at::empty({B, H}, opts), rec_buf = at::empty({B, P}, opts);
@@ -255,7 +244,6 @@ std::vector<at::Tensor> variant_backward_impl(
   const T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
   const T* xhx = ln ? xhat_x.data_ptr<T>() : nullptr;
   const T* rsx = ln ? rstd_x.data_ptr<T>() : nullptr;
-  T* daxs = da_x_all.data_ptr<T>();
   const T* gx = g_x.data_ptr<T>();
   const T *whh = w_hh.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>(), *gc = g_c.data_ptr<T>();
@@ -298,14 +286,10 @@ std::vector<at::Tensor> variant_backward_impl(
                             v.zoned_c ? zcs + row * H : zcs,
                             gc, dr + j * H, dcs + j * H, dzs + row * G, sums, sums + G,
                             sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
-      if (ln) {
-        // B1: da_h = LN'(dz γ_h), dγ_h = Σ dz ⊙ LN(a_h)
-        layer_norm_gain_backward_row(G, dzs + row * G, gh, xhh + row * G, rsh[row], dahs + row * G,
-                                     sums + G + 5 * H);
-        // B1: da_x = LN'(dz γ_x), dγ_x = Σ dz ⊙ LN(a_x)
-        layer_norm_gain_backward_row(G, dzs + row * G, gx, xhx + row * G, rsx[row], daxs + row * G,
-                                     sums + 2 * G + 5 * H);
-      }
+      if (ln)  // B1: da_h = LN'(dz γ_h), da_x = LN'(dz γ_x) (over dz), dγ_h, dγ_x += dz ⊙ LN(a)
+        layer_norm_gates_backward_row(G, dzs + row * G, gh, xhh + row * G, rsh[row], dahs + row * G,
+                                      sums + G + 5 * H, gx, xhx + row * G, rsx[row],
+                                      sums + 2 * G + 5 * H);
     }
     gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
             recs + j0 * P, P);  // (n - j0, P) B1: da_h U
@@ -325,12 +309,10 @@ std::vector<at::Tensor> variant_backward_impl(
 
   // B1 over all steps at once
   const at::Tensor sums = parts.sum(0);  // (W,)
-  at::Tensor dz2 = dz.view({TB, G});
-  at::Tensor da_x = dz2;
+  const at::Tensor da_x = dz.view({TB, G});  // (T B, G)
   at::Tensor d_ln_ih = at::empty({0}, opts), d_ln_hh = at::empty({0}, opts);
   if (ln) {
     d_ln_hh = sums.narrow(0, G + 5 * H, G).clone();  // dγ_h
-    da_x = da_x_all.view({TB, G});
     d_ln_ih = sums.narrow(0, 2 * G + 5 * H, G).clone();  // dγ_x
   }
   at::Tensor dx = at::empty({T_, B, I}, opts);
