@@ -127,3 +127,24 @@ def test_the_masks_are_uncorrelated_across_steps_units_masks_and_calls():
     counts = torch.bincount(bits >> 28, minlength=16).double()
     chi2 = ((counts - counts.mean()) ** 2 / counts.mean()).sum().item()
     assert chi2 < 45  # 15 degrees of freedom: P(chi2 > 45) < 1e-4
+
+
+def test_a_traced_model_draws_new_masks_every_call_as_eager_does():
+    # under jit.trace the seed stays a tensor (masks.draw_seed), so the draw is in the graph: the
+    # traced model's masks are eager's under the same seed, and differ from call to call (a seed
+    # turned into a Python number would be baked into the trace: the same masks at every call)
+    from lstmbyhand import LSTM
+
+    torch.manual_seed(0)
+    model = LSTM(3, 5, zoneout=(0.3, 0.3), recurrent_dropout=0.2).train()
+    x = torch.randn(6, 2, 3)
+    traced = torch.jit.trace(model, (x,), check_trace=False)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        eager, _ = model(x)
+        torch.manual_seed(seed)
+        from_trace, _ = traced(x)
+        torch.testing.assert_close(from_trace, eager, rtol=1e-6, atol=1e-7)
+    first, _ = traced(x)
+    second, _ = traced(x)
+    assert not torch.equal(first, second)

@@ -59,15 +59,25 @@ def threshold(p: float) -> int:
     return math.ceil(p * 2.0**BITS)
 
 
-def draw_seed() -> int:
-    """One 64-bit seed (as an int64) from torch's default CPU generator: the only draw of a call."""
-    return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64).item())
+def draw_seed() -> int | Tensor:
+    """One 64-bit seed (as an int64) from torch's default CPU generator: the only draw of a call.
+    Under `torch.jit.trace` or `torch.compile` it stays a 0-d tensor, so the draw is part of the
+    graph (a new seed every call of the traced or compiled model, not the trace's one baked in) and
+    the masks are made by the PyTorch-op declaration."""
+    seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return seed
+    return int(seed.item())
 
 
-def stream_bits(seed: int, offset: int, n: int, device: torch.device | str = "cpu") -> Tensor:
+def stream_bits(
+    seed: int | Tensor, offset: int, n: int, device: torch.device | str = "cpu"
+) -> Tensor:
     """u_k >> 32 for k = offset .. offset + n - 1 (module docstring): (n,) int64 in [0, 2^32)."""
     k = torch.arange(offset + 1, offset + n + 1, dtype=torch.int64, device=device)
-    z = k * _int64(GAMMA) + _int64(seed)  # seed + (k + 1) γ
+    z = k * _int64(GAMMA) + (
+        seed.to(device) if isinstance(seed, Tensor) else _int64(seed)
+    )  # seed + (k + 1) γ
     z = (z ^ _shift_right(z, 30)) * _int64(MIX[0])
     z = (z ^ _shift_right(z, 27)) * _int64(MIX[1])
     z = z ^ _shift_right(z, 31)
@@ -75,7 +85,7 @@ def stream_bits(seed: int, offset: int, n: int, device: torch.device | str = "cp
 
 
 def keyed_bernoulli_reference(
-    shape: tuple[int, ...], seed: int, offset: int, p: float, value: float,
+    shape: tuple[int, ...], seed: int | Tensor, offset: int, p: float, value: float,
     dtype: torch.dtype, device: torch.device | str = "cpu",
 ) -> Tensor:  # fmt: skip
     """The mask in PyTorch ops: entry k (row-major) = value · [u_{offset+k} >> 32 < threshold(p)]."""
@@ -85,13 +95,14 @@ def keyed_bernoulli_reference(
 
 
 def keyed_bernoulli(
-    shape: tuple[int, ...], seed: int, offset: int, p: float, value: float,
+    shape: tuple[int, ...], seed: int | Tensor, offset: int, p: float, value: float,
     dtype: torch.dtype, device: torch.device | str = "cpu",
 ) -> Tensor:  # fmt: skip
     """`keyed_bernoulli_reference`'s mask, by the compiled kernel on CPU when built (float32 and
-    float64; other dtypes get its float32 mask converted, the same values as the reference's)."""
+    float64; other dtypes get its float32 mask converted, the same values as the reference's); a
+    seed that is a tensor (`draw_seed` under tracing or compiling) takes the reference."""
     compiled = native.compiled()
-    if torch.device(device).type != "cpu" or compiled is None:
+    if isinstance(seed, Tensor) or torch.device(device).type != "cpu" or compiled is None:
         return keyed_bernoulli_reference(shape, seed, offset, p, value, dtype, device)
     kernel_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     mask = compiled.keyed_bernoulli(list(shape), seed, offset, threshold(p), value, kernel_dtype)
