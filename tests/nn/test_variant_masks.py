@@ -148,3 +148,23 @@ def test_a_traced_model_draws_new_masks_every_call_as_eager_does():
     first, _ = traced(x)
     second, _ = traced(x)
     assert not torch.equal(first, second)
+
+
+def test_a_compiled_model_draws_its_masks_in_the_graph():
+    # fullgraph: no graph break for the seed; the masks are torch's RNG inside the graph, new at
+    # every call, with the declared statistics (a zoneout of 1 keeps every state: output == h0 = 0)
+    from lstmbyhand import LSTM
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, 3)
+    model = LSTM(3, 5, zoneout=(0.3, 0.3), recurrent_dropout=0.2).train()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    first, _ = compiled(x)
+    second, _ = compiled(x)
+    assert not torch.equal(first, second)
+    frozen = torch.compile(
+        LSTM(3, 5, zoneout=(1.0, 1.0)).train(), backend="aot_eager", fullgraph=True
+    )
+    torch.testing.assert_close(frozen(x)[0], torch.zeros(6, 2, 5), rtol=0, atol=0)
+    model.eval()
+    torch.testing.assert_close(compiled(x)[0], model(x)[0])

@@ -59,15 +59,18 @@ def threshold(p: float) -> int:
     return math.ceil(p * 2.0**BITS)
 
 
-def draw_seed() -> int | Tensor:
+def draw_seed() -> int | Tensor | None:
     """One 64-bit seed (as an int64) from torch's default CPU generator: the only draw of a call.
-    Under `torch.jit.trace` or `torch.compile` it stays a 0-d tensor, so the draw is part of the
-    graph (a new seed every call of the traced or compiled model, not the trace's one baked in) and
-    the masks are made by the PyTorch-op declaration."""
+    Under `torch.jit.trace` it stays a 0-d tensor, so the draw is part of the graph (a new seed
+    every call of the traced model, not the trace's one baked in) and the masks are made by the
+    PyTorch-op declaration. Under `torch.compile` it is None and each entry is drawn by torch's RNG
+    in the graph (`keyed_bernoulli`): inductor computes int64 index arithmetic without wrapping, so
+    the stream cannot be compiled, and a compiled graph's random numbers are inductor's own anyway
+    (as for dropout), never eager's."""
+    if torch.compiler.is_compiling():
+        return None
     seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return seed
-    return int(seed.item())
+    return seed if torch.jit.is_tracing() else int(seed.item())
 
 
 def stream_bits(
@@ -95,12 +98,15 @@ def keyed_bernoulli_reference(
 
 
 def keyed_bernoulli(
-    shape: tuple[int, ...], seed: int | Tensor, offset: int, p: float, value: float,
+    shape: tuple[int, ...], seed: int | Tensor | None, offset: int, p: float, value: float,
     dtype: torch.dtype, device: torch.device | str = "cpu",
 ) -> Tensor:  # fmt: skip
     """`keyed_bernoulli_reference`'s mask, by the compiled kernel on CPU when built (float32 and
     float64; other dtypes get its float32 mask converted, the same values as the reference's); a
-    seed that is a tensor (`draw_seed` under tracing or compiling) takes the reference."""
+    seed that is a tensor (`draw_seed` under tracing) takes the reference; None (under compiling)
+    torch's RNG entry by entry."""
+    if seed is None:  # under torch.compile (draw_seed): value with probability p, by torch's RNG
+        return (torch.rand(shape, device=device) < p).to(dtype) * value
     compiled = native.compiled()
     if isinstance(seed, Tensor) or torch.device(device).type != "cpu" or compiled is None:
         return keyed_bernoulli_reference(shape, seed, offset, p, value, dtype, device)
