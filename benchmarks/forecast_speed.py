@@ -119,7 +119,13 @@ def instrument() -> None:
     wrap(baselines.Statistical, "_forward", "statistical forecasts made (incl. the fits)")
     wrap(baselines, "recall", "cached statistical forecasts read")
     wrap(baselines, "remember", "cached statistical forecasts written")
-    for method in ("write_weights", "write_state", "write_metrics", "write_config"):
+    for method in (
+        "write_weights",
+        "write_state",
+        "write_metrics",
+        "write_config",
+        "write_checkpoint",
+    ):
         wrap(rundir.RunDir, method, "checkpoint files (atomic, fsync)")
     wrap(rundir.RunDir, "write_statistical", "statistical.safetensors written")
     wrap(rundir.RunDir, "read_statistical", "statistical.safetensors read")

@@ -85,7 +85,7 @@ def test_sigint_before_the_first_epoch_gives_no_resume_hint(tmp_path, monkeypatc
 
 
 def test_sigterm_inside_a_checkpoint_write_waits_for_it(tmp_path, monkeypatch, capsys):
-    signal_at(monkeypatch, rundir, "atomic_write", (TERM,), call=6)  # epoch 1's state file
+    signal_at(monkeypatch, rundir, "atomic_write_all", (TERM,))  # epoch 1's checkpoint
     line = stopped_line(capsys, args(tmp_path), 143)
     assert "--resume" in line
     resume_works_if_hinted(line, tmp_path, monkeypatch, capsys)

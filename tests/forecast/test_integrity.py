@@ -332,3 +332,54 @@ def test_state_and_metrics_agree_after_a_kill_inside_any_write(runs, tmp_path):
         rows = (out / "metrics.csv").read_text().splitlines()[1:]
         assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3], k
         assert not [n for n in os.listdir(out) if ".tmp-" in n], k
+
+
+# --- a power loss between an epoch's renames (one folder fsync for the three files) ----------
+
+EPOCH_FILES = ("weights.safetensors", "state.safetensors", "metrics.csv")
+
+
+@pytest.mark.parametrize("lost", range(1, 8))  # which renames of epoch 2 did not reach the disk
+def test_any_mix_of_an_epochs_old_and_new_files_resumes_to_the_same_weights(runs, tmp_path, lost):
+    """`write_checkpoint` renames weights, state and metrics.csv with one folder fsync after the
+    three, so a power loss may keep any of the renames and lose the others (each file whole, old
+    or new). Every such mix of epoch 1's and epoch 2's files must resume, and end with the weights,
+    bit for bit, and the losses of an uninterrupted 3-epoch run."""
+    whole = tmp_path / "whole"
+    assert main(train_args(runs, whole, epochs=3)) == 0
+    old, new = tmp_path / "old", tmp_path / "mixed"
+    assert main(train_args(runs, old, epochs=1)) == 0
+    shutil.copytree(old, new)
+    assert main([*train_args(runs, new, epochs=2), "--resume"]) == 0
+    for i, name in enumerate(EPOCH_FILES):
+        if lost >> i & 1:
+            shutil.copyfile(old / name, new / name)
+    assert main(resume(runs, new)) == 0
+    got, want = RunDir(new).read_weights()[0], RunDir(whole).read_weights()[0]
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    state, whole_state = RunDir(new).read_state(), RunDir(whole).read_state()
+    assert all(torch.equal(state[0][k], whole_state[0][k]) for k in whole_state[0])
+
+    def losses(run: Path) -> list[list[str]]:
+        return [r.split(",")[:3] for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+
+    assert losses(new) == losses(whole) and [r[0] for r in losses(new)] == ["1", "2", "3"]
+
+
+def test_metrics_one_epoch_ahead_is_accepted_but_not_an_edited_or_longer_one(runs, run, capsys):
+    """The row a lost state rename leaves ahead must be the next epoch's, well formed, and only one."""
+    rows = RunDir(run).read_state()[1]["history"]
+    base = rundir.render_metrics(rows)
+    ahead = base + f"{len(rows) + 1},0.5,0.25,0.01,0.1\n".encode()
+    (run / "metrics.csv").write_bytes(ahead)
+    RunDir(run).check_metrics(rows)  # accepted
+    for bad in (
+        base + f"{len(rows) + 2},0.5,0.25,0.01,0.1\n".encode(),  # not the next epoch
+        ahead + f"{len(rows) + 2},0.5,0.25,0.01,0.1\n".encode(),  # two ahead
+        base + f"{len(rows) + 1},0.5,nan,0.01,0.1\n".encode(),  # not finite
+        base + f"{len(rows) + 1},0.5,0.25\n".encode(),  # cut short
+        base + f"{len(rows) + 1},0.5,0.25,0.01,0.1".encode(),  # no line end
+    ):
+        (run / "metrics.csv").write_bytes(bad)
+        with pytest.raises(UserError, match="metrics.csv does not match"):
+            RunDir(run).check_metrics(rows)

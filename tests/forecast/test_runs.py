@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.forecast import checkpoint
+from lstmbyhand.forecast import checkpoint, files
 from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.optim import Adam
 from lstmbyhand.forecast.rundir import RunDir, atomic_write, load_tensors, save_tensors
@@ -157,3 +158,47 @@ def test_state_from_another_model_is_refused(tmp_path):
     tensors, meta = checkpoint.pack(small, small.state_dict(), Adam(small.parameters()), Progress())
     with pytest.raises(UserError, match="does not match this run"):
         checkpoint.unpack(tensors, meta, big, Adam(big.parameters()), "state")
+
+
+def test_atomic_write_all_writes_every_file_and_fsyncs_the_folder_once(tmp_path, monkeypatch):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    atomic_write(a, b"old a")
+    synced, renamed = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files.atomic_write_all([(a, b"new a"), (b, b"b"), (c, b"c")])
+    assert [p.read_bytes() for p in (a, b, c)] == [b"new a", b"b", b"c"]
+    assert renamed == ["a", "b", "c"]  # in the given order
+    assert synced == [False, False, False, True]  # every file before any rename, the folder once
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
+
+
+def test_atomic_write_all_failing_midway_leaves_no_temporaries(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    atomic_write(a, b"old a")
+    atomic_write(b, b"old b")
+    real, count = os.replace, {"n": 0}
+
+    def replace(src, dst):
+        count["n"] += 1
+        if count["n"] == 2:
+            raise KeyboardInterrupt  # after the first rename
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write_all([(a, b"new a"), (b, b"new b")])
+    assert (a.read_bytes(), b.read_bytes()) == (b"new a", b"old b")  # a prefix of the renames
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+    with pytest.raises(ValueError, match="one folder"):
+        files.atomic_write_all([(a, b"x"), (tmp_path / "sub" / "b", b"y")])

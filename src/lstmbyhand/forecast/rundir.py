@@ -24,8 +24,8 @@ file or the new one. Integrity covers every byte a later command reads:
   for that content (so not even the header's padding can change);
 - config.json and the marker carry a SHA-256 of the rest of their content and must be byte for byte
   the JSON this module writes;
-- metrics.csv must be the rendering of the state's history (one row behind after a kill, which the
-  next `train --resume` repairs).
+- metrics.csv must be the rendering of the state's history (one row behind after a kill, or one
+  ahead after a power loss between an epoch's renames, which the next `train --resume` repairs).
 A file that fails any check, or holds another run's id, is refused with one `UserError` naming it.
 safetensors and JSON only: loading never runs code from a file (no pickle, no torch.load).
 """
@@ -53,7 +53,12 @@ from safetensors.torch import save as st_save
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.baselines import check_stored
 from lstmbyhand.forecast.config import RUN_FORMAT
-from lstmbyhand.forecast.files import atomic_write, remove_stale_temporaries, write_error
+from lstmbyhand.forecast.files import (
+    atomic_write,
+    atomic_write_all,
+    remove_stale_temporaries,
+    write_error,
+)
 
 MARKER = ".lstmbyhand-run"
 LOCK = ".lock"
@@ -93,8 +98,13 @@ def save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None, run_id: str = ""
 ) -> None:
     """safetensors file with `meta` as JSON, the run id and the digest in its metadata; atomic."""
+    atomic_write(path, tensor_bytes(tensors, meta, run_id))
+
+
+def tensor_bytes(tensors: dict[str, torch.Tensor], meta: dict | None, run_id: str) -> bytes:
+    """The bytes `save_tensors` writes."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, _tensor_file(tensors, meta or {}, run_id))
+    return _tensor_file(tensors, meta or {}, run_id)
 
 
 def read_bytes(path: Path, what: str) -> bytes:
@@ -369,6 +379,24 @@ class RunDir:
     def write_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         save_tensors(self.file(STATE), tensors, meta, self.run_id)
 
+    def write_checkpoint(
+        self,
+        weights: tuple[dict[str, torch.Tensor], dict] | None,
+        state: tuple[dict[str, torch.Tensor], dict],
+        rows: list[dict],
+    ) -> None:
+        """One epoch's files: the best weights (None: unchanged), the state, metrics.csv, in that
+        order, through `atomic_write_all` (one folder fsync for the three). Any mix of old and
+        new files a power loss may leave is one `--resume` repairs: it reads only the state,
+        rewrites the weights from the state's best and metrics.csv from its history, and
+        `check_metrics` accepts metrics.csv one epoch behind or ahead of the state."""
+        items = (
+            [] if weights is None else [(self.file(WEIGHTS), tensor_bytes(*weights, self.run_id))]
+        )
+        items.append((self.file(STATE), tensor_bytes(*state, self.run_id)))
+        items.append((self.file(METRICS), render_metrics(rows)))
+        atomic_write_all(items)
+
     def read_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         return load_tensors(self.file(STATE), "training state", self.run_id)
 
@@ -415,17 +443,38 @@ class RunDir:
         atomic_write(self.file(METRICS), render_metrics(rows))
 
     def check_metrics(self, rows: list[dict]) -> None:
-        """metrics.csv must be the state's history, or that history less its last epoch (a kill
-        between the two writes); anything else is an edit and refused."""
+        """metrics.csv must be the state's history, that history less its last epoch (a kill
+        between the two writes), or with one more epoch's row (a power loss that kept the new
+        metrics.csv's rename and lost the state's, `write_checkpoint`); anything else is an
+        edit and refused."""
         have = (
             read_bytes(self.file(METRICS), "metrics file") if self.file(METRICS).exists() else b""
         )
-        if have not in (render_metrics(rows), render_metrics(rows[:-1]), b""):
+        if have not in (render_metrics(rows), render_metrics(rows[:-1]), b"") and not _one_ahead(
+            have, rows
+        ):
             raise UserError(
                 f"{self.file(METRICS)} does not match the training state in {self.file(STATE)} "
                 "(edited?); delete metrics.csv to rebuild it from the state, or start over "
                 "with --force"
             )
+
+
+def _one_ahead(have: bytes, rows: list[dict]) -> bool:
+    """`have` is metrics.csv for `rows` plus one well-formed row of the next epoch."""
+    expected = render_metrics(rows)
+    if not have.startswith(expected):
+        return False
+    extra = have[len(expected) :].decode("utf-8", "replace").splitlines(keepends=True)
+    if len(extra) != 1 or not extra[0].endswith("\n"):
+        return False
+    cells = next(csv.reader([extra[0]]))
+    try:
+        row = dict(zip(METRIC_FIELDS, cells, strict=True))
+        values = [float(row[k]) for k in METRIC_FIELDS if row[k] != ""]
+    except ValueError:
+        return False
+    return row["epoch"] == str(len(rows) + 1) and all(math.isfinite(v) for v in values)
 
 
 def render_metrics(rows: list[dict]) -> bytes:

@@ -524,10 +524,10 @@ def run_epoch(trainer, model, optimizer, progress, best, run, is_main, signals) 
     rng = distributed.gather_rng_states()  # every rank takes part
     if is_main:
         with signals.deferred():  # a checkpoint is never cut in half by Ctrl-C
-            if progress.best_epoch == epoch:
-                run.write_weights(best, {"epoch": epoch, "val_loss": val_loss})
-            run.write_state(*checkpoint.pack(model, best, optimizer, progress, rng))
-            run.write_metrics(progress.history)
+            improved = progress.best_epoch == epoch
+            weights = (best, {"epoch": epoch, "val_loss": val_loss}) if improved else None
+            state = checkpoint.pack(model, best, optimizer, progress, rng)
+            run.write_checkpoint(weights, state, progress.history)  # one folder fsync
     return best
 
 
