@@ -2,8 +2,6 @@
 
 Figures are built with matplotlib's object API (`matplotlib.figure.Figure`), which renders without
 pyplot: importing this module or drawing with it leaves the caller's backend and pyplot alone.
-matplotlib is imported on first use: the loss curve every `train` writes is drawn with Pillow
-(losschart.py), so a `train` never imports matplotlib.
 The file format follows the path's extension, among those matplotlib writes (`plot_format`); a
 path without one gets PNG; any other extension is refused with the list.
 """
@@ -13,22 +11,18 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from lstmbyhand.errors import UserError
-from lstmbyhand.forecast import losschart
 from lstmbyhand.forecast.files import atomic_write, check_output, write_output
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def formats() -> dict[str, str]:
     """Extension -> description of every format matplotlib can write."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
     return dict(FigureCanvasBase.get_supported_filetypes())
 
 
@@ -71,14 +65,34 @@ def _save(
         write_output(str(path), _render(fig, path), "--plot", protected)
 
 
+class _PlainLog(LogFormatter):
+    """Log-axis tick labels as plain numbers (0.4, 1, 2): the default's 10^k labels are math
+    text, and its parser is built on first use (a cost every `train` paid for loss.png)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
 def loss_curve(history: list[dict], path: str | Path) -> None:
-    """Train and validation loss per epoch (log scale when all are positive), the best marked;
-    a PNG (losschart.py), written atomically."""
-    epochs = [int(r["epoch"]) for r in history]
-    train = [float(r["train_loss"]) for r in history]
-    val = [(int(r["epoch"]), float(r["val_loss"])) for r in history if r["val_loss"] is not None]
-    best = min(val, key=lambda ev: ev[1])[0] if val else None  # none: --val-fraction 0
-    atomic_write(Path(path), losschart.render(epochs, train, val, best))
+    """Train and validation loss per epoch (log scale when all are positive), the best marked."""
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(6, 3.5), layout="tight")  # drawn once, every label inside
+    ax = fig.subplots()
+    train = [r["train_loss"] for r in history]
+    val = [r["val_loss"] for r in history if r["val_loss"] is not None]  # none: --val-fraction 0
+    ax.plot(epochs, train, label="train")
+    if val:
+        ax.plot(epochs, val, label="validation")
+        best = min(history, key=lambda r: r["val_loss"])
+        ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
+    if min(train + val) > 0:  # a log axis needs positive values (a constant series has 0)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_PlainLog())
+        ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False))  # as matplotlib sets them
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled)")
+    ax.legend()
+    _save(fig, path, run_file=True)
 
 
 def forecast(
@@ -91,8 +105,6 @@ def forecast(
 def forecasts(panels: list[tuple], path: str | Path, protected: Iterable[Path] = ()) -> None:
     """One axis per series, stacked: (title, time (N,), history (N,), future time (S,), forecast
     (S,), band) with band None or (label, lower (S,), upper (S,)): the interval, shaded."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(8, 3.5 * len(panels)))
     axes = np.atleast_1d(fig.subplots(len(panels), 1))
     for ax, (title, time, values, future_time, future, band) in zip(axes, panels, strict=True):
@@ -121,8 +133,6 @@ def gate_heatmaps(
     run_file: bool = False,
 ) -> None:
     """One heatmap (H units x T steps) per gate or state; traces: name -> (T, H)."""
-    from matplotlib.figure import Figure
-
     names = list(traces)
     fig = Figure(figsize=(8, 1.6 * len(names) + 0.6))
     axes = fig.subplots(len(names), 1, sharex=True)
