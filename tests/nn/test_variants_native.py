@@ -109,3 +109,31 @@ def test_gradients_when_only_one_result_is_used(used):
         grads.append(torch.autograd.grad(loss, [x, *lstm.parameters()]))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_layer_norm_statistics_hold_when_the_mean_is_far_from_zero():
+    """The 16-wide statistics take the mean and variance of a row in one pass (shifted by the row's
+    first value): with W x_t's rows near 1000 ± 1 (mean / std about 1000), float32, they still match float64's LN to float32
+    rounding (an unshifted Σa² / n - mean² would lose every digit of the variance there)."""
+    v = VARIANTS["layer_norm"]
+    T_, B_, I_, H_ = 4, 3, 2, 16
+    g = torch.Generator().manual_seed(11)
+    w64 = VariantWeights(
+        torch.randn(4 * H_, I_, generator=g, dtype=torch.float64) * 1e-3 + 1.0,  # all near 1
+        torch.randn(4 * H_, H_, generator=g, dtype=torch.float64),
+        torch.randn(4 * H_, generator=g, dtype=torch.float64), None, None,
+        torch.rand(4 * H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.rand(4 * H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.rand(H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.randn(H_, generator=g, dtype=torch.float64),
+    )  # fmt: skip
+    x64 = 500.0 + torch.randn(T_, B_, I_, generator=g, dtype=torch.float64) * 5.0
+    h0 = torch.zeros(B_, H_, dtype=torch.float64)
+    m = masks(H_, False, dtype=torch.float64)
+    with native.python_kernels_only():
+        want = variant_lstm_sequence(x64, h0, h0, w64, v, m)
+    w32 = VariantWeights(*(None if t is None else t.float() for t in w64))
+    m32 = type(m)(*(None if t is None else t.float() for t in m))
+    got = variant_lstm_sequence(x64.float(), h0.float(), h0.float(), w32, v, m32)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-3)
