@@ -265,7 +265,7 @@ constexpr int64_t wide_part(int64_t n) {
 
 // The mean of a (n) into *mean, and 1/std (population variance, two passes, as torch).
 template <typename T>
-inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
+__attribute__((always_inline)) inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
   const int64_t w = wide_part<T>(n);
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) {
@@ -405,27 +405,31 @@ inline void layer_norm_gates_backward_row(int64_t n, T* __restrict__ dz, const T
   }
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) {
-    // two sets of the four sums (even and odd blocks of 16), so that no chain of adds is longer
-    // than half the row
-    __m512 v_h[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, v_hx[2] = {v_h[0], v_h[0]};
-    __m512 v_x[2] = {v_h[0], v_h[0]}, v_xx[2] = {v_h[0], v_h[0]};
-    for (k = 0; k < w; k += 16) {
-      const int64_t q = (k / 16) & 1;
-      const __m512 d = _mm512_loadu_ps(dz + k), xh = _mm512_loadu_ps(xhat_h + k);
-      const __m512 xx = _mm512_loadu_ps(xhat_x + k);
-      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + k));
-      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + k));
-      _mm512_storeu_ps(d_gamma_h + k, _mm512_fmadd_ps(d, xh, _mm512_loadu_ps(d_gamma_h + k)));
-      _mm512_storeu_ps(d_gamma_x + k, _mm512_fmadd_ps(d, xx, _mm512_loadu_ps(d_gamma_x + k)));
-      v_h[q] = _mm512_add_ps(v_h[q], e_h);
-      v_hx[q] = _mm512_fmadd_ps(e_h, xh, v_hx[q]);
-      v_x[q] = _mm512_add_ps(v_x[q], e_x);
-      v_xx[q] = _mm512_fmadd_ps(e_x, xx, v_xx[q]);
+    // two sets of the four sums (even and odd blocks of 16, in registers), so that no chain of
+    // adds is longer than half the row
+    __m512 v_h0 = _mm512_setzero_ps(), v_hx0 = v_h0, v_x0 = v_h0, v_xx0 = v_h0;
+    __m512 v_h1 = v_h0, v_hx1 = v_h0, v_x1 = v_h0, v_xx1 = v_h0;
+    const auto block = [&](int64_t i, __m512& s_h, __m512& s_hx, __m512& s_x, __m512& s_xx) {
+      const __m512 d = _mm512_loadu_ps(dz + i), xh = _mm512_loadu_ps(xhat_h + i);
+      const __m512 xx = _mm512_loadu_ps(xhat_x + i);
+      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + i));
+      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + i));
+      _mm512_storeu_ps(d_gamma_h + i, _mm512_fmadd_ps(d, xh, _mm512_loadu_ps(d_gamma_h + i)));
+      _mm512_storeu_ps(d_gamma_x + i, _mm512_fmadd_ps(d, xx, _mm512_loadu_ps(d_gamma_x + i)));
+      s_h = _mm512_add_ps(s_h, e_h);
+      s_hx = _mm512_fmadd_ps(e_h, xh, s_hx);
+      s_x = _mm512_add_ps(s_x, e_x);
+      s_xx = _mm512_fmadd_ps(e_x, xx, s_xx);
+    };
+    for (k = 0; k + 32 <= w; k += 32) {
+      block(k, v_h0, v_hx0, v_x0, v_xx0);
+      block(k + 16, v_h1, v_hx1, v_x1, v_xx1);
     }
-    sum_h += _mm512_reduce_add_ps(_mm512_add_ps(v_h[0], v_h[1]));
-    sum_hx += _mm512_reduce_add_ps(_mm512_add_ps(v_hx[0], v_hx[1]));
-    sum_x += _mm512_reduce_add_ps(_mm512_add_ps(v_x[0], v_x[1]));
-    sum_xx += _mm512_reduce_add_ps(_mm512_add_ps(v_xx[0], v_xx[1]));
+    if (k < w) block(k, v_h0, v_hx0, v_x0, v_xx0);
+    sum_h += _mm512_reduce_add_ps(_mm512_add_ps(v_h0, v_h1));
+    sum_hx += _mm512_reduce_add_ps(_mm512_add_ps(v_hx0, v_hx1));
+    sum_x += _mm512_reduce_add_ps(_mm512_add_ps(v_x0, v_x1));
+    sum_xx += _mm512_reduce_add_ps(_mm512_add_ps(v_xx0, v_xx1));
   }
 #endif
   const T mean_h = sum_h / T(n), mean_hx = sum_hx / T(n), mean_x = sum_x / T(n), mean_xx = sum_xx / T(n);
