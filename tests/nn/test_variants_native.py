@@ -5,6 +5,8 @@ these tests fail, not skip, when it is not built."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from test_variants import BATCH_SIZES, VARIANTS, grads_of, leaves, make, masks
@@ -137,3 +139,40 @@ def test_layer_norm_statistics_hold_when_the_mean_is_far_from_zero():
     got = variant_lstm_sequence(x64.float(), h0.float(), h0.float(), w32, v, m32)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernels", ["compiled", "python"])
+def test_without_a_gradient_for_x_the_backward_skips_dx_and_keeps_the_rest(kernels):
+    """x without requires_grad (a first layer's data): the backward gets variant_bptt.NO_DX, returns
+    an empty dx, and every other gradient equals the one computed with dx."""
+    v = VARIANTS["peephole+coupled+layer_norm"]
+    x, h0, c0, w = make(v, 3, dtype=torch.float64)
+    m = masks(3, True, dtype=torch.float64)
+    x = x.detach()
+    inputs = leaves(None, h0, c0, w)
+    runs = []
+    with native.python_kernels_only() if kernels == "python" else contextlib.nullcontext():
+        for x_in in (x, x.clone().requires_grad_()):
+            out = variant_lstm_sequence(x_in, h0, c0, w, v, m, BATCH_SIZES, True)
+            runs.append(grads_of(out, inputs))
+            if not x_in.requires_grad:
+                assert x_in.grad is None
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    k = variant_bptt if kernels == "python" else variant_bptt.kernels_for(x)
+    T, B, _ = x.shape
+    P = h0.shape[1]
+    fwd = k.forward(x, h0, c0, *w, *m, None, False, v.flags)
+    d_out, d_h, d_c = (
+        torch.randn(T, B, P, dtype=x.dtype),
+        torch.zeros_like(h0),
+        torch.zeros_like(c0),
+    )
+    weights = (w.weight_ih, w.weight_hh, w.weight_hr, w.weight_peephole, w.ln_weight_ih,
+               w.ln_weight_hh, w.ln_weight_c)  # fmt: skip
+    args = (d_out, d_h, d_c, x, *weights, *m, None, False)
+    full = k.backward(*args, v.flags, *fwd[3:])
+    skipped = k.backward(*args, v.flags | variant_bptt.NO_DX, *fwd[3:])
+    assert full[0].shape == x.shape and skipped[0].numel() == 0
+    for a, b in zip(full[1:], skipped[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
