@@ -176,3 +176,23 @@ def test_without_a_gradient_for_x_the_backward_skips_dx_and_keeps_the_rest(kerne
     assert full[0].shape == x.shape and skipped[0].numel() == 0
     for a, b in zip(full[1:], skipped[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_eager_autograd_runs_the_function_and_equals_the_operators_registration(monkeypatch):
+    """Plain eager autograd goes through variant_ops._EagerDirection (no per-call schema binding);
+    its results and gradients equal the operator's own autograd registration's exactly."""
+    from lstmbyhand.nn import variant_ops
+
+    v = VARIANTS["peephole+coupled+layer_norm"]
+    x, h0, c0, w = make(v, 3, dtype=torch.float64)
+    m = masks(3, True, dtype=torch.float64)
+    inputs = leaves(x, h0, c0, w)
+    eager = variant_lstm_sequence(x, h0, c0, w, v, m, BATCH_SIZES, True)
+    assert type(eager[0].grad_fn).__name__ == "_EagerDirectionBackward"
+    monkeypatch.setattr(variant_ops, "_eager", lambda tensors: False)
+    registered = variant_lstm_sequence(x, h0, c0, w, v, m, BATCH_SIZES, True)
+    assert type(registered[0].grad_fn).__name__ != "_EagerDirectionBackward"
+    for a, b in zip(eager, registered, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(grads_of(eager, inputs), grads_of(registered, inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -166,6 +166,37 @@ torch.library.register_autograd(
 )
 
 
+class _EagerDirection(torch.autograd.Function):
+    """The operator under plain eager autograd, the same forward, setup and backward as its
+    registration (`register_autograd` above). The registration's autograd kernel re-binds the
+    operator's 18 arguments to its schema on every call (`torch._library.utils.fill_defaults`, which
+    reads `schema.arguments` once per argument); this Function, old-style (forward with ctx, so that
+    `apply` binds no signature either), calls the operator below autograd instead. Used only where
+    nothing else looks at the graph (no torch.compile, tracing or torch.func transform)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = torch.ops.lstmbyhand.variant_forward(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads)
+
+
+def _eager(tensors: tuple) -> bool:
+    """Plain eager autograd: a gradient is wanted and no compiler, tracer or transform is active."""
+    return (
+        torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and not torch._C._is_torch_function_mode_enabled()
+        and any(t is not None and t.requires_grad for t in tensors)
+    )
+
+
 def variant_lstm_sequence(
     x: Tensor, h0: Tensor, c0: Tensor, weights: VariantWeights, variant: Variant, masks: Masks,
     batch_sizes: Tensor | None = None, reverse: bool = False,
@@ -182,6 +213,7 @@ def variant_lstm_sequence(
         dtype = torch.get_autocast_dtype(x.device.type)
         x, h0, c0 = x.to(dtype), h0.to(dtype), c0.to(dtype)
         weights = VariantWeights._make(None if w is None else w.to(dtype) for w in weights)
-    return torch.ops.lstmbyhand.variant_forward(
-        x, h0, c0, *weights, *masks, batch_sizes, reverse, variant.flags
-    )[:3]
+    args = (x, h0, c0, *weights, *masks, batch_sizes, reverse, variant.flags)
+    if _eager((x, h0, c0, *weights)):
+        return _EagerDirection.apply(*args)[:3]
+    return torch.ops.lstmbyhand.variant_forward(*args)[:3]
