@@ -5,6 +5,8 @@ these tests fail, not skip, when it is not built."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from test_variants import BATCH_SIZES, VARIANTS, grads_of, leaves, make, masks
@@ -109,3 +111,88 @@ def test_gradients_when_only_one_result_is_used(used):
         grads.append(torch.autograd.grad(loss, [x, *lstm.parameters()]))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_layer_norm_statistics_hold_when_the_mean_is_far_from_zero():
+    """The 16-wide statistics take the mean and variance of a row in one pass (shifted by the row's
+    first value): with W x_t's rows near 1000 ± 1 (mean / std about 1000), float32, they still match float64's LN to float32
+    rounding (an unshifted Σa² / n - mean² would lose every digit of the variance there)."""
+    v = VARIANTS["layer_norm"]
+    T_, B_, I_, H_ = 4, 3, 2, 16
+    g = torch.Generator().manual_seed(11)
+    w64 = VariantWeights(
+        torch.randn(4 * H_, I_, generator=g, dtype=torch.float64) * 1e-3 + 1.0,  # all near 1
+        torch.randn(4 * H_, H_, generator=g, dtype=torch.float64),
+        torch.randn(4 * H_, generator=g, dtype=torch.float64), None, None,
+        torch.rand(4 * H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.rand(4 * H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.rand(H_, generator=g, dtype=torch.float64) + 0.5,
+        torch.randn(H_, generator=g, dtype=torch.float64),
+    )  # fmt: skip
+    x64 = 500.0 + torch.randn(T_, B_, I_, generator=g, dtype=torch.float64) * 5.0
+    h0 = torch.zeros(B_, H_, dtype=torch.float64)
+    m = masks(H_, False, dtype=torch.float64)
+    with native.python_kernels_only():
+        want = variant_lstm_sequence(x64, h0, h0, w64, v, m)
+    w32 = VariantWeights(*(None if t is None else t.float() for t in w64))
+    m32 = type(m)(*(None if t is None else t.float() for t in m))
+    got = variant_lstm_sequence(x64.float(), h0.float(), h0.float(), w32, v, m32)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernels", ["compiled", "python"])
+def test_without_a_gradient_for_x_the_backward_skips_dx_and_keeps_the_rest(kernels):
+    """x without requires_grad (a first layer's data): the backward gets variant_bptt.NO_DX, returns
+    an empty dx, and every other gradient equals the one computed with dx."""
+    v = VARIANTS["peephole+coupled+layer_norm"]
+    x, h0, c0, w = make(v, 3, dtype=torch.float64)
+    m = masks(3, True, dtype=torch.float64)
+    x = x.detach()
+    inputs = leaves(None, h0, c0, w)
+    runs = []
+    with native.python_kernels_only() if kernels == "python" else contextlib.nullcontext():
+        for x_in in (x, x.clone().requires_grad_()):
+            out = variant_lstm_sequence(x_in, h0, c0, w, v, m, BATCH_SIZES, True)
+            runs.append(grads_of(out, inputs))
+            if not x_in.requires_grad:
+                assert x_in.grad is None
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    k = variant_bptt if kernels == "python" else variant_bptt.kernels_for(x)
+    T, B, _ = x.shape
+    P = h0.shape[1]
+    fwd = k.forward(x, h0, c0, *w, *m, None, False, v.flags)
+    d_out, d_h, d_c = (
+        torch.randn(T, B, P, dtype=x.dtype),
+        torch.zeros_like(h0),
+        torch.zeros_like(c0),
+    )
+    weights = (w.weight_ih, w.weight_hh, w.weight_hr, w.weight_peephole, w.ln_weight_ih,
+               w.ln_weight_hh, w.ln_weight_c)  # fmt: skip
+    args = (d_out, d_h, d_c, x, *weights, *m, None, False)
+    full = k.backward(*args, v.flags, *fwd[3:])
+    skipped = k.backward(*args, v.flags | variant_bptt.NO_DX, *fwd[3:])
+    assert full[0].shape == x.shape and skipped[0].numel() == 0
+    for a, b in zip(full[1:], skipped[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_eager_autograd_runs_the_function_and_equals_the_operators_registration(monkeypatch):
+    """Plain eager autograd goes through variant_ops._EagerDirection (no per-call schema binding);
+    its results and gradients equal the operator's own autograd registration's exactly."""
+    from lstmbyhand.nn import variant_ops
+
+    v = VARIANTS["peephole+coupled+layer_norm"]
+    x, h0, c0, w = make(v, 3, dtype=torch.float64)
+    m = masks(3, True, dtype=torch.float64)
+    inputs = leaves(x, h0, c0, w)
+    eager = variant_lstm_sequence(x, h0, c0, w, v, m, BATCH_SIZES, True)
+    assert type(eager[0].grad_fn).__name__ == "_EagerDirectionBackward"
+    monkeypatch.setattr(variant_ops, "_eager", lambda tensors: False)
+    registered = variant_lstm_sequence(x, h0, c0, w, v, m, BATCH_SIZES, True)
+    assert type(registered[0].grad_fn).__name__ != "_EagerDirectionBackward"
+    for a, b in zip(eager, registered, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(grads_of(eager, inputs), grads_of(registered, inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -14,7 +14,8 @@ The kernels' arguments (the compiled twins in csrc/ take the same, `kernels_for`
         -> dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr, d_peephole, d_ln_weight_ih, d_ln_weight_hh,
            d_ln_weight_c, d_ln_bias_c (empty tensors for parameters that are absent)
 
-`flags` is `Variant.flags`; the masks are `variants.Masks` (None where unused). Rows that do not run
+`flags` is `Variant.flags`; the backward's may add `NO_DX` (x needs no gradient: dx is then an empty
+tensor and its product, a third of the backward's GEMM work, is skipped). The masks are `variants.Masks` (None where unused). Rows that do not run
 at a step (packed batches) keep their state; their cache rows stay zero, as in bptt.py.
 """
 
@@ -42,6 +43,7 @@ from lstmbyhand.nn.variants import (
     layer_norm_backward,
 )
 
+NO_DX = 1 << 16  # backward only: dx is not wanted (above the Variant's own flags)
 CACHE = Saved._fields  # gates, h_in, c_prev, c_t, act, xhat_x, rstd_x, xhat_h, rstd_h, chat, rstd_c
 LN_ONLY = ("xhat_x", "rstd_x", "xhat_h", "rstd_h", "chat", "rstd_c")
 
@@ -146,7 +148,7 @@ def backward(
         da_x = layer_norm_backward(dz * ln_weight_ih, xhat_x, saved_all.rstd_x.view(TB, 1))  # B1
         d_ln_ih = (dz * xhat_x).sum(0)  # B1: dγ_x
         d_ln_hh = (dz * saved_all.xhat_h.view(TB, 4 * H)).sum(0)  # B1: dγ_h
-    dx = (da_x @ weight_ih).view_as(x)  # (T, B, I) B1
+    dx = x.new_zeros(0) if flags & NO_DX else (da_x @ weight_ih).view_as(x)  # (T, B, I) B1
     d_weight_ih = da_x.T @ x.reshape(TB, -1)  # (4H, I) B1
     assert saved_all.h_in is not None
     d_weight_hh = da_h_all.view(TB, 4 * H).T @ saved_all.h_in.view(TB, P)  # (4H, P) B1

@@ -71,7 +71,8 @@ def variant_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
            Tensor]:  # fmt: skip
     """B6-B1 of a variant on the chosen kernels: dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr, d_peephole,
-    d_ln_weight_ih, d_ln_weight_hh, d_ln_weight_c, d_ln_bias_c (empty for absent parameters)."""
+    d_ln_weight_ih, d_ln_weight_hh, d_ln_weight_c, d_ln_bias_c (empty for absent parameters; dx
+    empty when flags has variant_bptt.NO_DX)."""
     dtype = gates.dtype
     tensors = (d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr, weight_peephole,
                ln_weight_ih, ln_weight_hh, ln_weight_c, recurrent_mask, zone_c, zone_h)  # fmt: skip
@@ -89,12 +90,13 @@ def variant_backward(
 def _(d_output, d_hn, d_cn, x, weight_ih, weight_hh, weight_hr, weight_peephole, *rest):
     H, flags = d_cn.shape[1], rest[8]
     ln = bool(flags & variant_bptt.LAYER_NORM)
+    dx = x.new_empty(0) if flags & variant_bptt.NO_DX else x.new_empty(x.shape)
 
     def vector(n: int, present: bool) -> Tensor:
         return weight_ih.new_empty(n if present else 0)
 
     return (
-        x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape),
+        dx, d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape),
         weight_ih.new_empty(weight_ih.shape), weight_hh.new_empty(weight_hh.shape),
         weight_ih.new_empty(4 * H),
         weight_ih.new_empty(0) if weight_hr is None else weight_hr.new_empty(weight_hr.shape),
@@ -148,9 +150,11 @@ def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
         full = _readable_grads(ctx, primals, masks, batch_sizes, (d_output, d_hn, d_cn))
     else:
         x, _, _, w_ih, w_hh, _, w_hr, w_p, ln_ih, ln_hh, ln_c, _ = primals
+        # an input x without gradient (a first layer's data) skips dx's product
+        flags = ctx.flags | (0 if ctx.needs_input_grad[0] else variant_bptt.NO_DX)
         grads = torch.ops.lstmbyhand.variant_backward(
             d_output, d_hn, d_cn, x, w_ih, w_hh, w_hr, w_p, ln_ih, ln_hh, ln_c, *masks,
-            batch_sizes, ctx.reverse, ctx.flags, *cache,
+            batch_sizes, ctx.reverse, flags, *cache,
         )  # fmt: skip
         full = [None if p is None else g for p, g in zip(primals, grads, strict=True)]
     full = [g if ctx.needs_input_grad[k] else None for k, g in enumerate(full)]
@@ -160,6 +164,37 @@ def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
 torch.library.register_autograd(
     "lstmbyhand::variant_forward", _backward, setup_context=_setup_context
 )
+
+
+class _EagerDirection(torch.autograd.Function):
+    """The operator under plain eager autograd, the same forward, setup and backward as its
+    registration (`register_autograd` above). The registration's autograd kernel re-binds the
+    operator's 18 arguments to its schema on every call (`torch._library.utils.fill_defaults`, which
+    reads `schema.arguments` once per argument); this Function, old-style (forward with ctx, so that
+    `apply` binds no signature either), calls the operator below autograd instead. Used only where
+    nothing else looks at the graph (no torch.compile, tracing or torch.func transform)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = torch.ops.lstmbyhand.variant_forward(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads)
+
+
+def _eager(tensors: tuple) -> bool:
+    """Plain eager autograd: a gradient is wanted and no compiler, tracer or transform is active."""
+    return (
+        torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and not torch._C._is_torch_function_mode_enabled()
+        and any(t is not None and t.requires_grad for t in tensors)
+    )
 
 
 def variant_lstm_sequence(
@@ -178,6 +213,7 @@ def variant_lstm_sequence(
         dtype = torch.get_autocast_dtype(x.device.type)
         x, h0, c0 = x.to(dtype), h0.to(dtype), c0.to(dtype)
         weights = VariantWeights._make(None if w is None else w.to(dtype) for w in weights)
-    return torch.ops.lstmbyhand.variant_forward(
-        x, h0, c0, *weights, *masks, batch_sizes, reverse, variant.flags
-    )[:3]
+    args = (x, h0, c0, *weights, *masks, batch_sizes, reverse, variant.flags)
+    if _eager((x, h0, c0, *weights)):
+        return _EagerDirection.apply(*args)[:3]
+    return torch.ops.lstmbyhand.variant_forward(*args)[:3]

@@ -226,6 +226,7 @@ inline T sum_parts(T* part) {  // the kParts partial sums, added pairwise
 // Σ_k f(k) over k0 <= k < n.
 template <typename T, typename F>
 inline T row_sum(int64_t k0, int64_t n, const F& f) {
+  if (k0 >= n) return T(0);  // nothing left to the scalar form (the 16-wide one took the row)
   T part[kParts] = {};
   int64_t k = k0;
   for (; k + kParts <= n; k += kParts)
@@ -264,8 +265,36 @@ constexpr int64_t wide_part(int64_t n) {
 
 // The mean of a (n) into *mean, and 1/std (population variance, two passes, as torch).
 template <typename T>
-inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
+__attribute__((always_inline)) inline T layer_norm_stats(int64_t n, const T* __restrict__ a, T* mean_out) {
   const int64_t w = wide_part<T>(n);
+#if defined(LSTMBYHAND_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    if (w == n && n > 0) {  // one pass over a row of 16-wide blocks: Σ d and Σ d² of d = a - a_0
+      // (shifted by the row's first value, so that the variance Σ d²/n - (Σ d/n)² does not cancel
+      // when the mean is far from 0), eight independent sums
+      const __m512 shift = _mm512_set1_ps(a[0]);
+      __m512 s0 = _mm512_setzero_ps(), s1 = s0, q0 = s0, q1 = s0;
+      int64_t k = 0;
+      for (; k + 32 <= n; k += 32) {
+        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + k), shift);
+        const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + k + 16), shift);
+        s0 = _mm512_add_ps(s0, d0);
+        s1 = _mm512_add_ps(s1, d1);
+        q0 = _mm512_fmadd_ps(d0, d0, q0);
+        q1 = _mm512_fmadd_ps(d1, d1, q1);
+      }
+      for (; k < n; k += 16) {
+        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + k), shift);
+        s0 = _mm512_add_ps(s0, d0);
+        q0 = _mm512_fmadd_ps(d0, d0, q0);
+      }
+      const float d_mean = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / float(n);
+      const float var = _mm512_reduce_add_ps(_mm512_add_ps(q0, q1)) / float(n) - d_mean * d_mean;
+      *mean_out = a[0] + d_mean;
+      return 1.0f / std::sqrt((var > 0.0f ? var : 0.0f) + float(kLayerNormEps));
+    }
+  }
+#endif
   T sum = row_sum<T>(w, n, [&](int64_t k) { return a[k]; });
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) sum += sum16(w, [&](int64_t k) { return _mm512_loadu_ps(a + k); });
@@ -356,40 +385,51 @@ inline void layer_norm_gates_backward_row(int64_t n, T* __restrict__ dz, const T
                                           const T* __restrict__ xhat_x, T rstd_x,
                                           T* __restrict__ d_gamma_x) {
   const int64_t w = wide_part<T>(n);
-  T s_h[kParts] = {}, s_hx[kParts] = {}, s_x[kParts] = {}, s_xx[kParts] = {};
+  T sum_h = T(0), sum_hx = T(0), sum_x = T(0), sum_xx = T(0);
   int64_t k = w;
-  const auto first = [&](int64_t i, int64_t j) {
-    const T e_h = dz[i] * gamma_h[i], e_x = dz[i] * gamma_x[i];
-    d_gamma_h[i] += dz[i] * xhat_h[i];  // B1: dγ_h
-    d_gamma_x[i] += dz[i] * xhat_x[i];  // B1: dγ_x
-    s_h[j] += e_h;
-    s_hx[j] += e_h * xhat_h[i];
-    s_x[j] += e_x;
-    s_xx[j] += e_x * xhat_x[i];
-  };
-  for (; k + kParts <= n; k += kParts)
-    for (int64_t j = 0; j < kParts; ++j) first(k + j, j);
-  for (; k < n; ++k) first(k, 0);
-  T sum_h = sum_parts(s_h), sum_hx = sum_parts(s_hx), sum_x = sum_parts(s_x), sum_xx = sum_parts(s_xx);
+  if (w < n) {  // the scalar form, on what the 16-wide one leaves
+    T s_h[kParts] = {}, s_hx[kParts] = {}, s_x[kParts] = {}, s_xx[kParts] = {};
+    const auto first = [&](int64_t i, int64_t j) {
+      const T e_h = dz[i] * gamma_h[i], e_x = dz[i] * gamma_x[i];
+      d_gamma_h[i] += dz[i] * xhat_h[i];  // B1: dγ_h
+      d_gamma_x[i] += dz[i] * xhat_x[i];  // B1: dγ_x
+      s_h[j] += e_h;
+      s_hx[j] += e_h * xhat_h[i];
+      s_x[j] += e_x;
+      s_xx[j] += e_x * xhat_x[i];
+    };
+    for (; k + kParts <= n; k += kParts)
+      for (int64_t j = 0; j < kParts; ++j) first(k + j, j);
+    for (; k < n; ++k) first(k, 0);
+    sum_h = sum_parts(s_h), sum_hx = sum_parts(s_hx), sum_x = sum_parts(s_x), sum_xx = sum_parts(s_xx);
+  }
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) {
-    __m512 v_h = _mm512_setzero_ps(), v_hx = v_h, v_x = v_h, v_xx = v_h;
-    for (k = 0; k < w; k += 16) {
-      const __m512 d = _mm512_loadu_ps(dz + k), xh = _mm512_loadu_ps(xhat_h + k);
-      const __m512 xx = _mm512_loadu_ps(xhat_x + k);
-      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + k));
-      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + k));
-      _mm512_storeu_ps(d_gamma_h + k, _mm512_fmadd_ps(d, xh, _mm512_loadu_ps(d_gamma_h + k)));
-      _mm512_storeu_ps(d_gamma_x + k, _mm512_fmadd_ps(d, xx, _mm512_loadu_ps(d_gamma_x + k)));
-      v_h = _mm512_add_ps(v_h, e_h);
-      v_hx = _mm512_fmadd_ps(e_h, xh, v_hx);
-      v_x = _mm512_add_ps(v_x, e_x);
-      v_xx = _mm512_fmadd_ps(e_x, xx, v_xx);
+    // two sets of the four sums (even and odd blocks of 16, in registers), so that no chain of
+    // adds is longer than half the row
+    __m512 v_h0 = _mm512_setzero_ps(), v_hx0 = v_h0, v_x0 = v_h0, v_xx0 = v_h0;
+    __m512 v_h1 = v_h0, v_hx1 = v_h0, v_x1 = v_h0, v_xx1 = v_h0;
+    const auto block = [&](int64_t i, __m512& s_h, __m512& s_hx, __m512& s_x, __m512& s_xx) {
+      const __m512 d = _mm512_loadu_ps(dz + i), xh = _mm512_loadu_ps(xhat_h + i);
+      const __m512 xx = _mm512_loadu_ps(xhat_x + i);
+      const __m512 e_h = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_h + i));
+      const __m512 e_x = _mm512_mul_ps(d, _mm512_loadu_ps(gamma_x + i));
+      _mm512_storeu_ps(d_gamma_h + i, _mm512_fmadd_ps(d, xh, _mm512_loadu_ps(d_gamma_h + i)));
+      _mm512_storeu_ps(d_gamma_x + i, _mm512_fmadd_ps(d, xx, _mm512_loadu_ps(d_gamma_x + i)));
+      s_h = _mm512_add_ps(s_h, e_h);
+      s_hx = _mm512_fmadd_ps(e_h, xh, s_hx);
+      s_x = _mm512_add_ps(s_x, e_x);
+      s_xx = _mm512_fmadd_ps(e_x, xx, s_xx);
+    };
+    for (k = 0; k + 32 <= w; k += 32) {
+      block(k, v_h0, v_hx0, v_x0, v_xx0);
+      block(k + 16, v_h1, v_hx1, v_x1, v_xx1);
     }
-    sum_h += _mm512_reduce_add_ps(v_h);
-    sum_hx += _mm512_reduce_add_ps(v_hx);
-    sum_x += _mm512_reduce_add_ps(v_x);
-    sum_xx += _mm512_reduce_add_ps(v_xx);
+    if (k < w) block(k, v_h0, v_hx0, v_x0, v_xx0);
+    sum_h += _mm512_reduce_add_ps(_mm512_add_ps(v_h0, v_h1));
+    sum_hx += _mm512_reduce_add_ps(_mm512_add_ps(v_hx0, v_hx1));
+    sum_x += _mm512_reduce_add_ps(_mm512_add_ps(v_x0, v_x1));
+    sum_xx += _mm512_reduce_add_ps(_mm512_add_ps(v_xx0, v_xx1));
   }
 #endif
   const T mean_h = sum_h / T(n), mean_hx = sum_hx / T(n), mean_x = sum_x / T(n), mean_xx = sum_xx / T(n);

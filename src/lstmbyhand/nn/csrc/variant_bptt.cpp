@@ -26,6 +26,8 @@ namespace lstmbyhand {
 
 namespace {
 
+constexpr int64_t kNoDx = int64_t{1} << 16;  // variant_bptt.NO_DX: the backward skips dx
+
 // An optional argument as a contiguous tensor of x's dtype, or `fallback` (a neutral buffer).
 at::Tensor or_neutral(const c10::optional<at::Tensor>& t, const at::Tensor& x, const char* name,
                       const at::Tensor& fallback) {
@@ -315,9 +317,12 @@ std::vector<at::Tensor> variant_backward_impl(
     d_ln_hh = sums.narrow(0, G + 5 * H, G).clone();  // dγ_h
     d_ln_ih = sums.narrow(0, 2 * G + 5 * H, G).clone();  // dγ_x
   }
-  at::Tensor dx = at::empty({T_, B, I}, opts);
-  gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
-          dx.data_ptr<T>(), I);  // dx = da_x W
+  at::Tensor dx = at::empty({0}, opts);  // empty where x needs no gradient (kNoDx)
+  if (!(flags & kNoDx)) {
+    dx = at::empty({T_, B, I}, opts);
+    gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
+            dx.data_ptr<T>(), I);  // dx = da_x W
+  }
   at::Tensor d_w_ih = at::mm(da_x.t(), x.view({TB, I}));  // (G, I) dW = Σ da_xᵀ x_t
   at::Tensor d_w_hh = at::mm(da_h.view({TB, G}).t(), h_in.view({TB, P}));  // (G, P) dU
   at::Tensor d_w_hr = at::empty({0}, opts);
