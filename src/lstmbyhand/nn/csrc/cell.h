@@ -314,25 +314,10 @@ __attribute__((always_inline)) inline T layer_norm_stats(int64_t n, const T* __r
   return T(1) / std::sqrt(sq / T(n) + T(kLayerNormEps));
 }
 
-// LN(a) = (a - mean a) / std a over n values, in place (a (n) becomes LN(a)); returns 1/std.
+// LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std. xhat may be a itself (in
+// place: each entry is read before it is written, at the same index, so the two may alias).
 template <typename T>
-inline T layer_norm_in_place(int64_t n, T* __restrict__ a) {
-  T mean;
-  const T rstd = layer_norm_stats(n, a, &mean);
-  int64_t k = 0;
-#if defined(LSTMBYHAND_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
-    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(a + k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
-  }
-#endif
-  for (; k < n; ++k) a[k] = (a[k] - mean) * rstd;
-  return rstd;
-}
-
-// LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std.
-template <typename T>
-inline T layer_norm_row(int64_t n, const T* __restrict__ a, T* __restrict__ xhat) {
+inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
   T mean;
   const T rstd = layer_norm_stats(n, a, &mean);
   int64_t k = 0;
