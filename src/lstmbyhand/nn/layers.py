@@ -605,10 +605,9 @@ def _check_cell_hx(hx) -> None:
 
 
 def _check_cell_state(x: Tensor, hx, weight_ih: Tensor, weight_hh: Tensor) -> None:
-    """The checks torch's lstm_cell kernel makes of x (N, I) and hx = (h, c), each (N, H), in its
-    order, with its types and texts (nn.LSTMCell has no checks of its own beyond the ranks). The
-    compiled `cell_step` (nn/csrc/cell_step.cpp) makes the ones after `_check_cell_hx` itself."""
-    _check_cell_hx(hx)
+    """The checks torch's lstm_cell kernel makes of x (N, I) and hx = (h, c), each (N, H), after
+    `_check_cell_hx`, in its order, with its types and texts (nn.LSTMCell has no checks of its own
+    beyond the ranks). The compiled `cell_step` (nn/csrc/cell_step.cpp) makes them itself."""
     if x.size(1) != weight_ih.size(1):
         raise RuntimeError(
             f"input has inconsistent input_size: got {x.size(1)} expected {weight_ih.size(1)}"
@@ -840,9 +839,9 @@ class LSTMCell(nn.Module):
             self._recurrent_mask = None  # a new sequence
         elif not batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        _check_cell_hx(hx)
         if self._plain:
             weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-            _check_cell_hx(hx)
             if torch.is_autocast_enabled(x.device.type):
                 h, c = _autocast_cell_step(x, hx, weights)
             else:
