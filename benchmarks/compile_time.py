@@ -1,6 +1,7 @@
 """torch.compile with our LSTM against nn.LSTM: cold compile time, and compiled against eager steps.
 
-    python benchmarks/compile_time.py [--runs 5] [--steps 200] [--threads 1]
+    python benchmarks/compile_time.py [--runs 5] [--steps 200] [--threads 1] [--shape T,B,I,H]
+    python benchmarks/compile_time.py --profile ours     (one cold worker under cProfile)
 
 The model is LSTM(8, 32, num_layers=2) + Linear(32, 1) on a (24, 16, 8) input, ours or nn.LSTM's
 (same weights). Each run is a fresh process with its own empty inductor cache (TORCHINDUCTOR_CACHE_DIR
@@ -11,7 +12,19 @@ no_grad: a second compile) are timed; then compiled and eager steps alternate `-
 `--threads` threads (default 1: steadier on a shared machine). The table gives medians over the runs
 and ratios of medians. Columns: ours; nn.LSTM as torch.compile takes it by default (Dynamo does not
 trace RNN modules and runs the whole frame eagerly); nn.LSTM with `torch._dynamo.config.allow_rnn`;
-and the Linear head alone, the floor any compiled model with one generated kernel pays.
+the Linear head alone, the floor any compiled model with one generated kernel pays; and ours
+without the head (the LSTM's output is the model's: no generated kernel at all).
+`--shape` sets the model's sizes (default 24,16,8,32), for compiled-vs-eager steps at a larger one.
+
+Beside each first call's wall time: the worker's CPU time (user + sys, `resource.getrusage`) in
+its own process and in the child processes it waited for (g++: RUSAGE_CHILDREN; inductor's
+compile-worker pool, alive until the process ends, is not counted), and where the wall time went,
+from torch's own timers (`torch._dynamo.utils.compilation_time_metrics`) and one timer around
+inductor's CPU vector-ISA probe (`VecISA.check_build`): Dynamo (bytecode tracing, guards), AOT
+autograd (graph capture, joint passes, partition), inductor (lowering, codegen, loading), the
+ISA probe (g++ on test programs, once per cache folder), g++ on the generated kernels, and the
+rest (running the graph, Python outside compile). `--profile IMPL` instead runs one cold worker
+under cProfile and prints its top functions.
 """
 
 from __future__ import annotations
@@ -19,21 +32,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-IMPLS = ("ours", "nn.LSTM", "nn.LSTM+allow_rnn", "Linear alone")
-T, B, I, H, LAYERS = 24, 16, 8, 32, 2
+IMPLS = ("ours", "nn.LSTM", "nn.LSTM+allow_rnn", "Linear alone", "ours, no head")
+LAYERS = 2
+PHASES = ("dynamo", "aot", "inductor", "isa_probe", "gxx", "rest")
+# inductor's one-time keys (hashes of torch's and triton's files), timed apart from compile_fx_inner
+SETUP = ("inductor_codecache_torch_key", "CacheBase.get_system.triton_key")
+PHASE_NAMES = {
+    "dynamo": "Dynamo: bytecode tracing, guards",
+    "aot": "AOT autograd: capture, joint passes, partition",
+    "inductor": "inductor: cache keys, lowering, codegen, loading",
+    "isa_probe": "inductor's CPU ISA probe (g++ on test programs)",
+    "gxx": "g++ on the generated kernels",
+    "rest": "rest: running the graphs, Python outside compile",
+}
 
 
-def build(impl: str):
+def build(impl: str, shape: tuple[int, int, int, int] = (24, 16, 8, 32)):
     import torch
     from torch import nn
 
     from lstmbyhand.nn import LSTM
+
+    T, B, I, H = shape
 
     class Model(nn.Module):
         def __init__(self, cls) -> None:
@@ -44,10 +71,20 @@ def build(impl: str):
         def forward(self, x):  # x (T, B, I) -> (T, B, 1)
             return self.head(self.lstm(x)[0])
 
+    class Alone(nn.Module):
+        def __init__(self, lstm) -> None:
+            super().__init__()
+            self.lstm = lstm
+
+        def forward(self, x):  # x (T, B, I) -> (T, B, H)
+            return self.lstm(x)[0]
+
     torch.manual_seed(0)
     model = Model(LSTM)
     if impl == "Linear alone":  # the floor: the head's kernels, no LSTM
         return nn.Linear(I, 1), torch.randn(T, B, I)
+    if impl == "ours, no head":
+        return Alone(model.lstm), torch.randn(T, B, I)
     if impl != "ours":
         reference = Model(nn.LSTM)
         reference.load_state_dict(model.state_dict())
@@ -55,7 +92,68 @@ def build(impl: str):
     return model, torch.randn(T, B, I)
 
 
-def worker(impl: str, steps: int, threads: int) -> dict[str, float]:
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + sys) of this process and of its waited-for children."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+class _Phases:
+    """Where one first call's wall time went, from torch's compile timers (each a list of seconds,
+    one per timed call) and a timer of our own around inductor's vector-ISA probe."""
+
+    def __init__(self) -> None:
+        from torch._dynamo.utils import compilation_time_metrics
+        from torch._inductor import cpu_vec_isa
+
+        self.metrics = compilation_time_metrics
+        self.probe = [0.0, 0.0]  # wall seconds in check_build, and of that in compile_file
+        check_build = cpu_vec_isa.VecISA.check_build
+
+        def timed(isa, code):
+            start, gxx = time.perf_counter(), self._sum("compile_file")
+            try:
+                return check_build(isa, code)
+            finally:
+                self.probe[0] += time.perf_counter() - start
+                self.probe[1] += self._sum("compile_file") - gxx
+
+        cpu_vec_isa.VecISA.check_build = timed  # type: ignore[method-assign]
+
+    def _sum(self, key: str) -> float:
+        return sum(self.metrics.get(key, ()))
+
+    def snapshot(self) -> dict[str, float]:
+        keys = ("_compile.compile_inner", "OutputGraph.call_user_compiler", "compile_file")
+        keys += ("compile_fx.<locals>.bw_compiler", "compile_fx_inner", *SETUP)
+        return {k: self._sum(k) for k in keys} | {
+            "probe": self.probe[0],
+            "probe_gxx": self.probe[1],
+        }
+
+    @staticmethod
+    def split(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+        d = {k: after[k] - before[k] for k in after}
+        user = d["OutputGraph.call_user_compiler"]
+        backend = user + d["compile_fx.<locals>.bw_compiler"]  # the backward compiles lazily
+        gxx = d["compile_file"] - d["probe_gxx"]
+        setup = sum(d[k] for k in SETUP)  # inductor's, before AOT autograd runs
+        phases = {
+            "dynamo": d["_compile.compile_inner"] - user,
+            "aot": backend - d["compile_fx_inner"] - setup,
+            "inductor": d["compile_fx_inner"] + setup - gxx - d["probe"],
+            "isa_probe": d["probe"],
+            "gxx": gxx,
+        }
+        return phases | {"rest": wall - sum(phases.values())}
+
+
+def worker(
+    impl: str, steps: int, threads: int, shape: tuple[int, int, int, int]
+) -> dict[str, float]:
     """One cold process: first compiled train step and inference call, then steady-state medians."""
     import torch
 
@@ -64,8 +162,9 @@ def worker(impl: str, steps: int, threads: int) -> dict[str, float]:
     import torch._inductor.compile_fx  # noqa: F401  (imports are not compile time)
 
     torch._dynamo.config.allow_rnn = impl == "nn.LSTM+allow_rnn"
-    model, x = build(impl)
+    model, x = build(impl, shape)
     compiled = torch.compile(model)
+    phases = _Phases()
 
     def train(m) -> None:
         m.zero_grad(set_to_none=True)
@@ -77,9 +176,16 @@ def worker(impl: str, steps: int, threads: int) -> dict[str, float]:
 
     result: dict[str, float] = {}
     for mode, step in (("train", train), ("infer", infer)):
+        timers, (me, kids) = phases.snapshot(), _cpu()
         start = time.perf_counter()
         step(compiled)
-        result[f"compile_{mode}"] = time.perf_counter() - start
+        wall = time.perf_counter() - start
+        me_after, kids_after = _cpu()
+        result[f"compile_{mode}"] = wall
+        result[f"cpu_self_{mode}"] = me_after - me
+        result[f"cpu_children_{mode}"] = kids_after - kids
+        for phase, seconds in _Phases.split(timers, phases.snapshot(), wall).items():
+            result[f"{phase}_{mode}"] = seconds
     for mode, step in (("train", train), ("infer", infer)):
         step(model)  # eager warm-up
         times: dict[str, list[float]] = {"compiled": [], "eager": []}
@@ -93,17 +199,40 @@ def worker(impl: str, steps: int, threads: int) -> dict[str, float]:
     return result
 
 
-def run_cold(impl: str, steps: int, threads: int) -> dict[str, float] | str:
+def run_cold(impl: str, argv: list[str]) -> dict[str, float] | str:
     """One fresh process with an empty inductor cache: its numbers, or the error it ended with."""
     with tempfile.TemporaryDirectory(prefix="compile-time-") as cache:
         env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=cache)
-        argv = [sys.executable, __file__, "--worker", impl, "--steps", str(steps)]
         done = subprocess.run(
-            [*argv, "--threads", str(threads)], env=env, capture_output=True, text=True
+            [sys.executable, __file__, "--worker", impl, *argv],
+            env=env,
+            capture_output=True,
+            text=True,
         )
     if done.returncode != 0:
         return done.stderr.strip().splitlines()[-1]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def profile(impl: str, shape: tuple[int, int, int, int]) -> None:
+    """One cold worker's first training step under cProfile (its own empty cache): top functions."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="compile-time-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"] = cache
+        import torch
+        import torch._dynamo
+        import torch._inductor.compile_fx  # noqa: F401
+
+        torch.set_num_threads(1)
+        model, x = build(impl, shape)
+        compiled = torch.compile(model)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        compiled(x).square().mean().backward()
+        profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 def medians(results: list[dict[str, float] | str]) -> dict[str, float] | str:
@@ -118,7 +247,12 @@ def medians(results: list[dict[str, float] | str]) -> dict[str, float] | str:
 def table(med: dict[str, dict[str, float] | str]) -> None:
     print("| | " + " | ".join(IMPLS) + " |")
     print("|---|" + "---|" * len(IMPLS))
-    rows = [(f"cold compile, first {m} call (s)", f"compile_{m}", 1.0) for m in ("train", "infer")]
+    rows = []
+    for m in ("train", "infer"):
+        rows += [(f"cold compile, first {m} call, wall (s)", f"compile_{m}", 1.0)]
+        rows += [("  CPU, this process (s)", f"cpu_self_{m}", 1.0)]
+        rows += [("  CPU, child processes (s)", f"cpu_children_{m}", 1.0)]
+        rows += [(f"  {PHASE_NAMES[p]} (s)", f"{p}_{m}", 1.0) for p in PHASES]
     rows += [
         (f"{kind} {m} step (ms)", f"{kind}_{m}", 1e3)
         for m in ("train", "infer")
@@ -133,11 +267,17 @@ def table(med: dict[str, dict[str, float] | str]) -> None:
             for r in med.values()
         ]
         print(f"| compiled / eager, {m} | " + " | ".join(cells) + " |")
-    ours, theirs = med["ours"], med["nn.LSTM"]
+    ours, theirs, floor = med["ours"], med["nn.LSTM"], med["Linear alone"]
     assert not isinstance(ours, str) and not isinstance(theirs, str)
     for m in ("train", "infer"):
         ratio = ours[f"compile_{m}"] / theirs[f"compile_{m}"]
         print(f"\ncold compile, first {m} call, ours / nn.LSTM: {ratio:.2f}", end="")
+    if not isinstance(floor, str):
+        print("\n\nwhat ours adds to the head alone, first train / infer call (s, medians):")
+        keys = ("compile", "cpu_self", "cpu_children", *PHASES)
+        for key in keys:
+            added = [ours[f"{key}_{m}"] - floor[f"{key}_{m}"] for m in ("train", "infer")]
+            print(f"  {key}: {added[0]:+.3f} / {added[1]:+.3f}")
     print()
     for impl, r in med.items():
         if isinstance(r, str):
@@ -149,21 +289,30 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", default="24,16,8,32", help="T,B,I,H")
+    parser.add_argument("--profile", choices=IMPLS)
     parser.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.threads)))
+    load_before = os.getloadavg()
+    T, B, I, H = shape = tuple(int(n) for n in args.shape.split(","))
+    if args.profile:
+        profile(args.profile, shape)  # type: ignore[arg-type]
         return
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.steps, args.threads, shape)))  # type: ignore[arg-type]
+        return
+    argv = ["--steps", str(args.steps), "--threads", str(args.threads), "--shape", args.shape]
     runs: dict[str, list[dict[str, float] | str]] = {impl: [] for impl in IMPLS}
     for k in range(args.runs):
         for impl in IMPLS:
-            runs[impl].append(run_cold(impl, args.steps, args.threads))
+            runs[impl].append(run_cold(impl, argv))
             print(f"run {k + 1} {impl}: {runs[impl][-1]}", file=sys.stderr, flush=True)
     print(
         f"model: LSTM({I}, {H}, num_layers={LAYERS}) + Linear({H}, 1), input ({T}, {B}, {I}); ",
         end="",
     )
-    print(f"{args.runs} cold runs each, alternating, {args.threads} thread(s); medians\n")
+    print(f"{args.runs} cold runs each, alternating, {args.threads} thread(s); medians")
+    print(f"load average before / after: {load_before} / {os.getloadavg()}\n")
     table({impl: medians(rs) for impl, rs in runs.items()})
 
 
