@@ -16,7 +16,7 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.forecast import distributed, outline, pool
 from lstmbyhand.forecast.config import TrainSettings
 from lstmbyhand.forecast.data import read_table
-from lstmbyhand.forecast.panel import read_panel
+from lstmbyhand.forecast.panel import Reading, read_panel
 from lstmbyhand.forecast.pool import load_panel, prepare_pool
 from lstmbyhand.forecast.train import member_row
 
@@ -79,7 +79,7 @@ def test_a_ranks_long_read_is_the_whole_read_restricted_to_its_ids(tmp_path, suf
     whole = read_panel(path, *args)
     cells = read_table(path)  # the one-process text cells, every column, every row
     keys = cells["shop"].astype(str).str.strip()
-    plan = outline.outline(path, *args)
+    plan = outline.outline(path, Reading(*args))
     assert plan is not None and plan.ids == whole.ids and plan.lengths == whole.lengths
     assert plan.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     rng = random.Random(0)
@@ -109,7 +109,7 @@ def test_a_ranks_wide_read_is_the_whole_read_restricted_to_its_columns(tmp_path,
     write(frame, tmp_path / f"w{suffix}")
     args = ("A,B,C,D,E", None, None, "drop")
     whole = read_panel(tmp_path / f"w{suffix}", *args)
-    plan = outline.outline(tmp_path / f"w{suffix}", *args)
+    plan = outline.outline(tmp_path / f"w{suffix}", Reading(*args))
     assert plan is not None and plan.layout == "wide" and plan.lengths == whole.lengths
     assert plan.lengths["C"] == 38 and plan.needed(["B"]) == ["month", "B"]  # only its column
     panel, failure = outline.read_part(plan, {"B", "C"})

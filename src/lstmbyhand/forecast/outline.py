@@ -1,6 +1,6 @@
 """A many-series file read in two passes, so that a rank holds only its own series' rows.
 
-    plan = outline(path, target, time, id, fill, covariates)   # pass 1: ids and lengths
+    plan = outline(path, Reading(target, time, id, fill, covariates))  # pass 1: ids, lengths
     panel, failure = read_part(plan, {"A", "C"})                # pass 2: those series only
 
 Pass 1 streams the file in chunks of CHUNK_ROWS rows and keeps, per series, only its length (the
@@ -44,6 +44,7 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.data import MISSING_TOKENS, _cells, read_table
 from lstmbyhand.forecast.panel import (
     Panel,
+    Reading,
     check_columns,
     long_groups,
     one_long,
@@ -89,17 +90,12 @@ class Outline:
         return [c for c in self.columns if c in want]
 
 
-def outline(
-    path: str | Path,
-    target: str,
-    time: str | None = None,
-    id: str | None = None,
-    fill: str = "none",
-    covariates: tuple[str, ...] = (),
-    column_hint: str | None = None,
-) -> Outline | None:
-    """Pass 1 (see the module docstring); None: read the file whole with `read_panel`."""
+def outline(path: str | Path, reading: Reading) -> Outline | None:
+    """Pass 1 (see the module docstring) of what `read_panel(path, *reading)` reads; None: read
+    the file whole with `read_panel`."""
     import pyarrow as pa
+
+    target, time, id, fill, covariates, column_hint = reading
 
     p = Path(path)
     try:

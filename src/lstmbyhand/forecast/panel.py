@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,18 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.data import Series, listed, read_data, read_table, series_from_table
 
 NIXTLA = ("unique_id", "ds", "y")  # neuralforecast's / statsforecast's long format
+
+
+class Reading(NamedTuple):
+    """What is read from a file, `read_panel`'s arguments after the path: `outline` takes them
+    as one (pool.py passes the same to both)."""
+
+    target: str
+    time: str | None = None
+    id: str | None = None
+    fill: str = "none"
+    covariates: tuple[str, ...] = ()
+    column_hint: str | None = None
 
 
 @dataclass

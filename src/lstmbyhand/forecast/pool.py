@@ -31,8 +31,7 @@ from lstmbyhand.errors import UserError
 from lstmbyhand.forecast import distributed
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
 from lstmbyhand.forecast.features import CovariateScaler
-from lstmbyhand.forecast.outline import outline, read_part, require_first_time
-from lstmbyhand.forecast.panel import Panel, read_panel
+from lstmbyhand.forecast.panel import Panel, Reading, read_panel
 from lstmbyhand.forecast.prepare import Prepared, prepare
 from lstmbyhand.forecast.scaling import Scaler, reference
 from lstmbyhand.forecast.windows import (
@@ -179,16 +178,21 @@ def load_panel(
     to `read_panel` (its error is then the one-process one)."""
     covariates = tuple(s.past_covariates + s.future_covariates)
     path = data or s.data
+    reading = Reading(s.target, s.time, s.id, s.fill, covariates, column_hint)
     plan = None
     if shard is not None and shard[1] > 1:
-        plan = outline(path, s.target, s.time, s.id, s.fill, covariates, column_hint)
+        from lstmbyhand.forecast.outline import outline
+
+        plan = outline(path, reading)
     share = shares(s, plan.lengths, shard[1]) if plan is not None and shard else None
     if plan is None or shard is None or share is None:
-        return read_panel(path, s.target, s.time, s.id, s.fill, covariates, column_hint)
+        return read_panel(path, *reading)
     rank, world_size = shard
     short, kept, owner = share
     mine = {k for k in kept if owner[k] == rank} | {plan.ids[0], kept[0]}
     mine |= {k for i, k in enumerate(short) if i % world_size == rank}
+    from lstmbyhand.forecast.outline import read_part, require_first_time
+
     panel, failure = read_part(plan, mine)
     distributed.first_failure(failure)
     require_first_time(panel, plan)
