@@ -264,6 +264,7 @@ class LSTM(nn.Module):
         self.options = CellOptions.of(
             peephole, coupled, layer_norm, forget_bias, recurrent_dropout, zoneout, ablate
         )
+        self._plain = self.options.plain  # (options are fixed at construction, with the parameters)
         self.mode = "LSTM"
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -298,7 +299,24 @@ class LSTM(nn.Module):
                     )
                 self._all_weights.append([name + suffix for name in shapes])
                 self._flat_weights_names.extend(self._all_weights[-1])
+        self._roles = self._role_names()
         self.reset_parameters()
+
+    def _role_names(self) -> list[tuple[str, str, str, str, str]]:
+        """Per layer direction (k = layer * D + direction): the names of weight_ih, weight_hh,
+        bias_ih, bias_hh and weight_hr, present or not (a forward reads each by name, afresh)."""
+        roles = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        suffixes = [
+            f"_l{layer}" + ("_reverse" if direction == 1 else "")
+            for layer in range(self.num_layers)
+            for direction in range(self.num_directions)
+        ]
+        return [tuple(role + s for role in roles) for s in suffixes]  # type: ignore[misc]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_plain", self.options.plain)  # (an LSTM pickled before these)
+        self.__dict__.setdefault("_roles", self._role_names())
 
     @property
     def num_directions(self) -> int:
@@ -426,14 +444,21 @@ class LSTM(nn.Module):
             batch_sizes = sorted_idx = unsorted_idx = None
         self._check_input(x, packed)
         T, B, _ = x.shape
-        h0, c0 = self._initial_state(hx, B, batched, x, packed)  # (L*D, B, P), (L*D, B, H)
-        if sorted_idx is not None:
-            h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
-
+        plain, reference = self._plain, self.backend == "reference"
+        h0: Tensor | None
+        c0: Tensor | None
+        if hx is None and plain and not record and self.backend == "bptt":
+            h0 = c0 = None  # zero states, made inside the operator (none in a compiled graph)
+        else:
+            h0, c0 = self._initial_state(hx, B, batched, x, packed)  # (L*D, B, P), (L*D, B, H)
+            if sorted_idx is not None:
+                h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
-        run = ops.lstm_sequence if self.backend == "bptt" else reference_sequence
-        zero_state = hx is None and self.backend == "bptt" and self.options.plain
+
+        # Lean on purpose: torch.compile traces this loop bytecode by bytecode (each weight read
+        # by name, the cell's kind read once), and eager pays its Python on every call.
+        get, D = self._parameters.get, 2 if self.bidirectional else 1
         h_last: list[Tensor] = []  # per layer direction: (B, P)
         c_last: list[Tensor] = []  # (B, H)
         traces: list[list[GateTrace]] = []
@@ -441,34 +466,43 @@ class LSTM(nn.Module):
         for layer in range(self.num_layers):
             outputs: list[Tensor] = []
             layer_traces: list[GateTrace] = []
-            for direction in range(self.num_directions):
-                k = layer * self.num_directions + direction
-                w = self.direction_weights(layer, direction)
+            for direction in range(D):
+                k = layer * D + direction
+                n_ih, n_hh, n_bih, n_bhh, n_hr = self._roles[k]
+                w_ih, w_hh, b_ih, b_hh, w_hr = (
+                    get(n_ih),
+                    get(n_hh),
+                    get(n_bih),
+                    get(n_bhh),
+                    get(n_hr),
+                )
+                if w_ih is None or w_hh is None:
+                    raise IndexError(f"expected a layer below {self.num_layers}, got layer {layer}")
+                w = (w_ih, w_hh, b_ih, b_hh, w_hr)
                 reverse = direction == 1
-                if not self.options.plain:
+                trace = None
+                if h0 is None or c0 is None:  # plain, bptt, no hx
+                    out, h, c = ops.lstm_sequence(layer_input, None, None, *w, batch_sizes, reverse)
+                elif not plain:
                     out, h, c, trace = self._variant_direction(
                         layer_input, h0[k], c0[k], layer, direction, batch_sizes, record
                     )
-                    if trace is not None:
-                        layer_traces.append(
-                            trace if unsorted_idx is None else trace.select_batch(unsorted_idx)
-                        )
-                elif record:
+                elif record or reference:
                     out, h, c, trace = reference_sequence(
-                        layer_input, h0[k], c0[k], *w, batch_sizes, reverse, record=True
+                        layer_input, h0[k], c0[k], *w, batch_sizes, reverse, record=record
                     )
-                    assert trace is not None
+                else:
+                    out, h, c = ops.lstm_sequence(
+                        layer_input, h0[k], c0[k], *w, batch_sizes, reverse
+                    )
+                if trace is not None:
                     layer_traces.append(
                         trace if unsorted_idx is None else trace.select_batch(unsorted_idx)
                     )
-                elif zero_state:  # the operator makes the zeros (none in a compiled graph)
-                    out, h, c = ops.lstm_sequence(layer_input, None, None, *w, batch_sizes, reverse)
-                else:
-                    out, h, c = run(layer_input, h0[k], c0[k], *w, batch_sizes, reverse)[:3]
                 outputs.append(out)  # (T, B, P)
                 h_last.append(h)
                 c_last.append(c)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            layer_input = outputs[0] if D == 1 else torch.cat(outputs, dim=2)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
             traces.append(layer_traces)

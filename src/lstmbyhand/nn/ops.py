@@ -311,10 +311,30 @@ def _readable(primals: list, batch_sizes: Tensor | None, reverse: bool):
     return run, present
 
 
-class Direction(torch.autograd.Function):
-    """`forward` under autograd, seen by torch.func too (same setup_context and backward).
+def _jvp(ctx, *tangents):
+    """Forward-mode AD (torch.func.jvp, jacfwd, hessian): the jvp of the readable loop."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors
+    P, H = w_hh.shape[1], w_hh.shape[0] // 4
+    B = x.shape[1]
+    # the readable loop's primals (x, h0, c0, W, U, b, W_hr): zero states for absent ones, and
+    # b = b_ih + b_hh with the tangents' sum
+    states = [x.new_zeros(B, n) if s is None else s for s, n in ((h0, P), (c0, H))]
+    primals = [x, *states, w_ih, w_hh, bptt.combined_bias(b_ih, b_hh), w_hr]
+    t_b = [t if t is not None or b is None else torch.zeros_like(b)
+           for b, t in ((b_ih, tangents[5]), (b_hh, tangents[6]))]  # fmt: skip
+    t_bias = None if b_ih is None or b_hh is None else t_b[0] + t_b[1]
+    tangents = (*tangents[:5], t_bias, tangents[7])
+    run, present = _readable(primals, batch_sizes, ctx.reverse)
+    real = tuple(primals[i] for i in present)
+    dots = tuple(
+        torch.zeros_like(primals[i]) if tangents[i] is None else tangents[i] for i in present
+    )
+    _, out_dots = torch.func.jvp(run, real, dots)
+    return *out_dots, None, None, None, None  # the cache is not differentiable
 
-    Forward-mode AD (torch.func.jvp, jacfwd, hessian) is the jvp of the readable loop."""
+
+class Direction(torch.autograd.Function):
+    """`forward` under autograd, seen by torch.func too (same setup_context, backward and jvp)."""
 
     generate_vmap_rule = True
 
@@ -327,26 +347,27 @@ class Direction(torch.autograd.Function):
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_backward)
 
+    jvp = staticmethod(_jvp)
+
+
+class _EagerDirection(torch.autograd.Function):
+    """`forward` under plain eager autograd: the same forward, setup and backward as the
+    operator's registration and `Direction`. The registration's autograd kernel re-binds the
+    operator's arguments to its schema on every call (`torch._library.utils.fill_defaults`) and
+    `Direction.apply` binds its forward's signature (`inspect.signature`); this Function, old-style
+    (forward with ctx), calls the operator below autograd with neither. Used only where nothing
+    else looks at the graph (no torch.compile, tracing, torch.func transform, torch function mode
+    or forward-mode AD)."""
+
     @staticmethod
-    def jvp(ctx, *tangents):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors
-        P, H = w_hh.shape[1], w_hh.shape[0] // 4
-        B = x.shape[1]
-        # the readable loop's primals (x, h0, c0, W, U, b, W_hr): zero states for absent ones, and
-        # b = b_ih + b_hh with the tangents' sum
-        states = [x.new_zeros(B, n) if s is None else s for s, n in ((h0, P), (c0, H))]
-        primals = [x, *states, w_ih, w_hh, bptt.combined_bias(b_ih, b_hh), w_hr]
-        t_b = [t if t is not None or b is None else torch.zeros_like(b)
-               for b, t in ((b_ih, tangents[5]), (b_hh, tangents[6]))]  # fmt: skip
-        t_bias = None if b_ih is None or b_hh is None else t_b[0] + t_b[1]
-        tangents = (*tangents[:5], t_bias, tangents[7])
-        run, present = _readable(primals, batch_sizes, ctx.reverse)
-        real = tuple(primals[i] for i in present)
-        dots = tuple(
-            torch.zeros_like(primals[i]) if tangents[i] is None else tangents[i] for i in present
-        )
-        _, out_dots = torch.func.jvp(run, real, dots)
-        return *out_dots, None, None, None, None  # the cache is not differentiable
+    def forward(ctx, *inputs):
+        output = torch.ops.lstmbyhand.forward(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads)
 
 
 class DirectionBackward(torch.autograd.Function):
@@ -507,13 +528,31 @@ def _autocast(tensors: list[Tensor | None], x: Tensor) -> list[Tensor | None]:
     return [None if t is None else t.to(dtype) for t in tensors]
 
 
+def _requires_grad(tensors: list[Tensor | None]) -> bool:
+    """Whether a gradient may be asked for (reverse mode). (A plain loop: Dynamo traces this
+    bytecode by bytecode.)"""
+    if torch.is_grad_enabled():
+        for t in tensors:
+            if t is not None and t.requires_grad:
+                return True
+    return False
+
+
+def _has_tangent(tensors: list[Tensor | None]) -> bool:
+    """Whether a tangent is carried (forward mode); none exists outside a `forward_ad.dual_level`
+    (which torch.func.jvp enters too)."""
+    if forward_ad._current_level < 0:
+        return False
+    for t in tensors:
+        if t is not None and forward_ad.unpack_dual(t).tangent is not None:
+            return True
+    return False
+
+
 def _differentiated(tensors: list[Tensor | None]) -> bool:
-    """Whether a gradient may be asked for (reverse mode) or a tangent is carried (forward mode):
-    the cache-free `forward_inference` would drop either without a word."""
-    present = [t for t in tensors if t is not None]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
-        return True
-    return any(forward_ad.unpack_dual(t).tangent is not None for t in present)
+    """Whether a gradient may be asked for or a tangent is carried: the cache-free
+    `forward_inference` would drop either without a word."""
+    return _requires_grad(tensors) or _has_tangent(tensors)
 
 
 def onnx_exporting() -> bool:
@@ -543,11 +582,13 @@ def lstm_sequence(
     x (T, B, I), h0 (B, P) or None (zeros), c0 (B, H) or None -> output (T, B, P), h_n (B, P),
     c_n (B, H).
     """
-    args = _autocast([x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr], x)
+    args = [x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr]
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(x.device.type):
+        args = _autocast(args, x)
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        if onnx_exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
-            from lstmbyhand.nn import onnx
+        from lstmbyhand.nn import onnx  # (imports torch._dynamo: only once capturing)
 
+        if onnx.exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
             B, (G, P) = x.shape[1], weight_hh.shape
             h0 = x.new_zeros(B, P) if h0 is None else h0
             c0 = x.new_zeros(B, G // 4) if c0 is None else c0
@@ -559,10 +600,22 @@ def lstm_sequence(
             # trace `Direction`, whose backward is itself a Function
             return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
         # torch.compile without gradients (it guards on grad mode): no cache, as in eager
-    if not _differentiated(args):
+        return torch.ops.lstmbyhand.forward_inference(*args, batch_sizes, reverse)
+    tangent = _has_tangent(args)
+    if not (tangent or _requires_grad(args)):
         return torch.ops.lstmbyhand.forward_inference(*args, batch_sizes, reverse)
     if torch._C._are_functorch_transforms_active():  # what autograd.Function.apply itself checks
         return Direction.apply(*args, batch_sizes, reverse)[:3]
-    # plain autograd: the operator's own registration (same formula) skips Direction.apply's
-    # inspect.signature binding, a tenth of a millisecond per call
-    return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
+    if tangent:  # forward-mode AD in eager (forward_ad.dual_level), in which `Direction.jvp`'s
+        # torch.func.jvp cannot nest: the readable loop, which autograd differentiates both ways
+        xs, h, c, w_ih, w_hh, b_ih, b_hh, w_hr = args  # (autocast applied)
+        assert xs is not None and w_ih is not None and w_hh is not None
+        B, (G, P) = xs.shape[1], w_hh.shape
+        h = xs.new_zeros(B, P) if h is None else h
+        c = xs.new_zeros(B, G // 4) if c is None else c
+        return reference_sequence(xs, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)[:3]
+    if torch._C._is_torch_function_mode_enabled():  # a mode (FlopCounter, ...) sees the operator
+        return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
+    # plain eager autograd: neither the registration's schema re-binding nor Direction.apply's
+    # signature binding, a tenth of a millisecond per call each
+    return _EagerDirection.apply(*args, batch_sizes, reverse)[:3]
