@@ -55,7 +55,7 @@ def test_run_directory_holds_everything(tmp_path):
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} == {
         "config.json", "weights.safetensors", "state.safetensors", "metrics.csv", "loss.png",
-        "statistical.safetensors", ".lstmbyhand-run", ".lock",
+        "statistical.safetensors", "series.safetensors", ".lstmbyhand-run", ".lock",
     }  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 1

@@ -21,12 +21,15 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import FILL_METHODS
+
+if TYPE_CHECKING:  # pandas is imported where a file is read: a run's stored series need none
+    import pandas as pd
 
 LARGEST = 1e150  # |values| beyond: squares (losses, RMSE, the scaler's spread) overflow float64
 SMALLEST = 1e-150  # nonzero |values| below: their squares underflow to 0 (RMSE 0 for any model)
@@ -42,7 +45,7 @@ class Series:
     """One target column, cleaned: values (N,) float64, optional time (N,), inferred frequency."""
 
     values: np.ndarray  # (N,)
-    time: pd.DatetimeIndex | np.ndarray | None  # (N,)
+    time: pd.DatetimeIndex | np.ndarray | None  # (N,); kept by a run (parsed.py): datetime64[ns]
     freq: str | float | None  # pandas offset alias for dates, the constant step for numbers
     path: str
     target: str
@@ -117,6 +120,8 @@ def is_parquet(path: str | Path, data: bytes) -> bool:
 
 def read_parquet(path: str | Path, data: bytes) -> pd.DataFrame:
     """A Parquet file's columns as text cells, as `read_table` gives a CSV's (missing: "")."""
+    import pandas as pd
+
     try:
         frame = pd.read_parquet(io.BytesIO(data))
     except (OSError, ValueError, ImportError) as err:
@@ -153,6 +158,8 @@ def column_names(path: str | Path) -> list[str]:
 def read_table(path: str | Path, data: bytes | None = None) -> pd.DataFrame:
     """Read a CSV (or Parquet) file as text cells (nothing converted yet), or raise a `UserError`
     saying why not."""
+    import pandas as pd
+
     p = Path(path)
     data = read_data(p) if data is None else data
     if is_parquet(p, data):
@@ -293,6 +300,8 @@ def check_magnitude(values: np.ndarray, column: str) -> None:
 
 def parse_numbers(cells: pd.Series, column: str, fill: str) -> np.ndarray:
     """Text cells -> (N,) float64; NaN where missing. Non-numeric and infinite cells are errors."""
+    import pandas as pd
+
     text = cells.astype(str).str.strip()
     missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
     numbers = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(dtype=np.float64)
@@ -324,6 +333,8 @@ def parse_numbers(cells: pd.Series, column: str, fill: str) -> np.ndarray:
 
 def fill_missing(values: np.ndarray, fill: str) -> np.ndarray:
     """Fill NaN gaps: linear interpolation or carry forward (leading gaps take the first value)."""
+    import pandas as pd
+
     s = pd.Series(values)
     if fill == "interpolate":
         s = s.interpolate(method="linear", limit_direction="both")
@@ -337,6 +348,8 @@ def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex 
 
     Not strict (the first column, auto-detected): None when the cells are not times or numbers;
     times or numbers out of order are an error either way (never dropped or used in file order)."""
+    import pandas as pd
+
     text = cells.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     if not numbers.isna().any():
@@ -405,6 +418,8 @@ def parse_time(cells: pd.Series, column: str, strict: bool) -> pd.DatetimeIndex 
 
 def infer_freq(stamps: pd.DatetimeIndex | np.ndarray) -> str | float | None:
     """pandas' frequency alias for dates ("MS", "D", ...); the common step for numbers; else None."""
+    import pandas as pd
+
     if len(stamps) < 3:
         return None
     if isinstance(stamps, pd.DatetimeIndex):
@@ -423,6 +438,8 @@ def continue_time(series: Series, steps: int) -> pd.DatetimeIndex | np.ndarray:
     Dates continue with the inferred frequency (or the median step when none was inferred);
     numbers with their common (or median) step; no time column counts on from len(series).
     """
+    import pandas as pd
+
     if series.time is None:
         return np.arange(len(series), len(series) + steps)
     stamps = series.time

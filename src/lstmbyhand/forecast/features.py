@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.config import CALENDAR
@@ -62,6 +61,8 @@ def calendar(stamps: object, names: list[str], column: str | None) -> np.ndarray
     """(N, 2K): sin and cos of 2π·value/period for each calendar feature of the time stamps."""
     if not names:
         return np.zeros((len(stamps), 0))  # type: ignore[arg-type]
+    import pandas as pd  # only with calendar features (a run's stored series have no dates)
+
     if not isinstance(stamps, pd.DatetimeIndex):
         raise UserError(
             f"--calendar {','.join(names)} needs a time column of dates; "

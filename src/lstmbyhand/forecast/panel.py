@@ -22,13 +22,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.data import Series, listed, read_data, read_table, series_from_table
+
+if TYPE_CHECKING:  # pandas is imported by what reads a file (data.py), not by a run's own series
+    import pandas as pd
 
 NIXTLA = ("unique_id", "ds", "y")  # neuralforecast's / statsforecast's long format
 
@@ -198,6 +200,8 @@ def read_future(
     """A file of known-future covariates: series id -> (its time stamps or None, (S, C) values),
     the rows in file order. Its columns: the run's id column (long data), its time column (when it
     has one) and the future covariates; no gaps."""
+    import pandas as pd
+
     from lstmbyhand.forecast.data import parse_covariates, parse_time
 
     table = read_table(path)

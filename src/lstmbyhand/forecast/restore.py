@@ -12,6 +12,7 @@ know is refused (its scaler would be a guess); the run's series missing from `da
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from pathlib import Path
 
@@ -20,11 +21,12 @@ import torch
 from lstmbyhand.errors import UserError
 from lstmbyhand.forecast.baselines import adopt
 from lstmbyhand.forecast.config import RunConfig, TrainSettings
+from lstmbyhand.forecast.data import read_data
 from lstmbyhand.forecast.model import Forecaster
 from lstmbyhand.forecast.panel import Panel
 from lstmbyhand.forecast.pool import Pool, Scalers, load_panel, prepare_pool, run_scalers
 from lstmbyhand.forecast.prepare import Prepared, covariates_of
-from lstmbyhand.forecast.rundir import CONFIG, REFIT, WEIGHTS, RunDir, load_model_weights
+from lstmbyhand.forecast.rundir import CONFIG, REFIT, SERIES, WEIGHTS, RunDir, load_model_weights
 
 
 def open_run(
@@ -74,7 +76,9 @@ def open_pool(
     columns = [settings.id, settings.target, settings.time, *settings.past_covariates,
                *settings.future_covariates]  # fmt: skip
     named = " and ".join(repr(c) for c in columns if c)
-    panel = load_panel(settings, data, f"the run was trained on {named}: give a file with them")
+    panel = kept_series(run, settings.data, config) if split and data is None else None
+    if panel is None:  # not kept, or the file changed since: parsed from the file (pandas)
+        panel = load_panel(settings, data, f"the run was trained on {named}: give a file with them")
     panel = known_series(panel, scalers, data or settings.data, config)
     if not split:
         short = [x for x in panel.series if len(x) < settings.window]
@@ -96,6 +100,16 @@ def open_pool(
                 f"part, not more than the run's season {config.season}; use a longer series"
             )
     return model, settings, config, pool
+
+
+def kept_series(run: RunDir, path: str, config: RunConfig) -> Panel | None:
+    """The series `train` parsed from `path` (parsed.py), when the run kept them and the file's
+    bytes are still the ones it read; None: parse the file (and always with calendar features,
+    which need pandas dates)."""
+    if config.model.calendar or not run.file(SERIES).is_file():
+        return None
+    digest = hashlib.sha256(read_data(path)).hexdigest()  # read_data's errors: the file's
+    return run.read_series(path, digest)
 
 
 def known_series(panel: Panel, scalers: Scalers, where: str, config: RunConfig) -> Panel:

@@ -16,6 +16,8 @@
       statistical.safetensors  the statistical models' forecasts `train` made and `evaluate` asks
                            for, keyed by fit and history (baselines.py `stored`): so `evaluate`
                            neither imports statsforecast nor refits; absent with `--base none`
+      series.safetensors   the series `train` read, as parsed, with the data file's SHA-256
+                           (parsed.py): `evaluate` on that unchanged file reads them, not pandas
 
 Every file is written atomically (`files.atomic_write`): a crash at any moment leaves either the old
 file or the new one. Integrity covers every byte a later command reads:
@@ -41,10 +43,12 @@ import json
 import math
 import os
 import secrets
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import safetensors
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -70,7 +74,8 @@ LOSS_PLOT = "loss.png"
 REFIT = "refit.safetensors"
 REFIT_STATE = "refit-state.safetensors"
 FORECASTS = "statistical.safetensors"
-RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT, REFIT, REFIT_STATE, FORECASTS)
+SERIES = "series.safetensors"
+RUN_FILES = (CONFIG, WEIGHTS, STATE, METRICS, LOSS_PLOT, REFIT, REFIT_STATE, FORECASTS, SERIES)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 FIX = "retrain, or restore the file from a backup"
 
@@ -91,7 +96,26 @@ def _tensor_file(tensors: dict[str, torch.Tensor], meta: dict, run_id: str) -> b
     """The file's exact bytes. One metadata key: safetensors writes several in random order."""
     digest = tensors_digest(tensors, json.dumps(meta), run_id)
     info = json.dumps({"run_id": run_id, "meta": meta, "sha256": digest}, allow_nan=False)
-    return st_save(tensors, metadata={"lstmbyhand": info})
+    return serialize(tensors, {"lstmbyhand": info})
+
+
+def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """`safetensors.torch.save(tensors, metadata)`'s bytes, for contiguous CPU tensors, through
+    the same serializer (safetensors' `serialize` of each tensor's dtype, shape and memory) but
+    without `save`'s Python work per tensor (sparse and shared-memory checks, a numpy view of
+    each): most of a checkpoint's CPU time. Where that API is missing, or on a big-endian
+    machine (where `save` swaps the bytes), `save` itself."""
+    spec = getattr(safetensors, "TensorSpec", None)
+    if spec is None or sys.byteorder != "little":
+        return st_save(tensors, metadata=metadata)
+    empty = np.empty(0, dtype=np.uint8)  # a valid address for tensors of no elements
+    flat = {
+        name: spec(dtype=str(t.dtype).split(".")[-1], shape=t.shape,
+                   data_ptr=t.data_ptr() if t.numel() else empty.ctypes.data,
+                   data_len=t.numel() * t.element_size())
+        for name, t in tensors.items()
+    }  # fmt: skip
+    return bytes(safetensors.serialize(flat, metadata=metadata))
 
 
 def save_tensors(
@@ -210,6 +234,7 @@ class RunDir:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._id: str | None = None
+        self._metrics = MetricsText()  # metrics.csv's text, extended epoch by epoch
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -394,7 +419,7 @@ class RunDir:
             [] if weights is None else [(self.file(WEIGHTS), tensor_bytes(*weights, self.run_id))]
         )
         items.append((self.file(STATE), tensor_bytes(*state, self.run_id)))
-        items.append((self.file(METRICS), render_metrics(rows)))
+        items.append((self.file(METRICS), self._metrics(rows)))
         atomic_write_all(items)
 
     def read_state(self) -> tuple[dict[str, torch.Tensor], dict]:
@@ -437,10 +462,39 @@ class RunDir:
             ) from None
         return arrays, meta
 
+    def write_series(self, kept: tuple[dict[str, np.ndarray], dict] | None) -> None:
+        """The series as parsed (`parsed.pack`); None (not kept): removes an older file."""
+        if kept is None:
+            if self.file(SERIES).is_file():
+                self.file(SERIES).unlink()
+            return
+        arrays, meta = kept
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        save_tensors(self.file(SERIES), tensors, meta, self.run_id)
+
+    def read_series(self, path: str, digest: str):
+        """The kept series as a `Panel` when the run has them and `digest` (the SHA-256 of the
+        data file's bytes now) is the one they were parsed from; else None. Checked like every
+        run file (integrity, run id) and for `parsed.pack`'s layout."""
+        from lstmbyhand.forecast.parsed import unpack
+
+        if not self.file(SERIES).is_file():
+            return None
+        tensors, meta = load_tensors(self.file(SERIES), "kept series", self.run_id)
+        if meta.get("sha256") != digest:
+            return None  # the data file changed since train read it: read it again
+        try:
+            return unpack({k: v.numpy() for k, v in tensors.items()}, meta, path, digest)
+        except (ValueError, KeyError, TypeError):
+            raise UserError(
+                f"kept series {self.file(SERIES)} do not have the layout lstmbyhand writes; "
+                f"delete the file (evaluate then reads the data file), or {FIX}"
+            ) from None
+
     # --- metrics ------------------------------------------------------------------------------
     def write_metrics(self, rows: list[dict]) -> None:
         """Rewrite metrics.csv from the full history (so every epoch appears exactly once)."""
-        atomic_write(self.file(METRICS), render_metrics(rows))
+        atomic_write(self.file(METRICS), self._metrics(rows))
 
     def check_metrics(self, rows: list[dict]) -> None:
         """metrics.csv must be the state's history, that history less its last epoch (a kill
@@ -484,6 +538,26 @@ def render_metrics(rows: list[dict]) -> bytes:
     for row in rows:
         w.writerow({k: row[k] for k in METRIC_FIELDS})
     return buf.getvalue().encode()
+
+
+class MetricsText:
+    """`render_metrics` of a growing history, each row rendered once: a row's line depends on
+    that row alone, so the lines of the rows seen before are kept (a history that is not the
+    one seen plus rows at its end is rendered afresh)."""
+
+    HEADER = render_metrics([])
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []  # copies of the rows rendered
+        self.lines: list[bytes] = []  # one line per row
+
+    def __call__(self, rows: list[dict]) -> bytes:
+        if rows[: len(self.rows)] != self.rows:
+            self.rows, self.lines = [], []
+        for row in rows[len(self.rows) :]:
+            self.lines.append(render_metrics([row])[len(self.HEADER) :])
+            self.rows.append(dict(row))
+        return self.HEADER + b"".join(self.lines)
 
 
 def _check_finite_json(value: object, path: Path) -> None:

@@ -43,6 +43,7 @@ from lstmbyhand.forecast.checkpoint import Progress
 from lstmbyhand.forecast.config import RESUMABLE, RunConfig, TrainSettings
 from lstmbyhand.forecast.model import Forecaster, select
 from lstmbyhand.forecast.optim import Adam
+from lstmbyhand.forecast.parsed import pack
 from lstmbyhand.forecast.pool import Pool, Windows, batches, load_panel, prepare_pool, run_scalers
 from lstmbyhand.forecast.rundir import (
     CONFIG,
@@ -395,6 +396,7 @@ def _train(
             run.write_weights(best, weights_meta(progress))  # after a resume: a crash may have
             run.write_metrics(progress.history)  # come between the files of the last epoch
             run.write_statistical(statistical)  # what evaluate asks of the base's models
+            run.write_series(pack(prep.panel))  # the series as parsed: evaluate needs no pandas
 
     bar = tqdm(total=s.epochs, initial=progress.epoch, desc="train", unit="epoch",
                disable=quiet or not is_main, dynamic_ncols=True)  # fmt: skip
