@@ -202,3 +202,40 @@ def test_atomic_write_all_failing_midway_leaves_no_temporaries(tmp_path, monkeyp
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
     with pytest.raises(ValueError, match="one folder"):
         files.atomic_write_all([(a, b"x"), (tmp_path / "sub" / "b", b"y")])
+
+
+def test_serialize_gives_safetensors_save_bytes():
+    """rundir.serialize skips `safetensors.torch.save`'s Python checks; its bytes are save's."""
+    from safetensors.torch import save as st_save
+
+    from lstmbyhand.forecast.rundir import serialize
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "w": torch.randn(5, 3, generator=g),
+        "d": torch.randn(7, generator=g, dtype=torch.float64),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 4),
+        "steps": torch.arange(6, dtype=torch.int64).reshape(2, 3),
+        "rng": torch.get_rng_state(),  # uint8
+        "mask": torch.tensor([True, False, True]),
+        "half": torch.randn(4, generator=g).to(torch.bfloat16),
+        "slice": torch.randn(10, generator=g)[3:7],  # an offset into its storage
+    }
+    for meta in ({}, {"lstmbyhand": '{"a": 1}'}):
+        assert serialize(tensors, meta) == st_save(tensors, metadata=meta)
+    assert serialize({}, {"k": "v"}) == st_save({}, metadata={"k": "v"})
+
+
+def test_metrics_text_extends_what_it_rendered_and_renders_a_new_history_afresh():
+    from lstmbyhand.forecast.rundir import MetricsText, render_metrics
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": None if e == 2 else 2.0 / e,
+             "lr": 0.1, "seconds": 0.5 + e} for e in range(1, 6)]  # fmt: skip
+    text = MetricsText()
+    for n in (0, 1, 2, 5, 3):  # growing, then shorter (a resume from an earlier state)
+        assert text(rows[:n]) == render_metrics(rows[:n])
+    edited = [dict(r) for r in rows]
+    edited[1]["train_loss"] = 9.0  # an earlier row differs: not the history seen
+    assert text(edited) == render_metrics(edited)
+    assert text(rows) == render_metrics(rows)
