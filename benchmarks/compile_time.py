@@ -23,7 +23,9 @@ from torch's own timers (`torch._dynamo.utils.compilation_time_metrics`) and one
 inductor's CPU vector-ISA probe (`VecISA.check_build`): Dynamo (bytecode tracing, guards), AOT
 autograd (graph capture, joint passes, partition), inductor (lowering, codegen, loading), the
 ISA probe (g++ on test programs, once per cache folder), g++ on the generated kernels, and the
-rest (running the graph, Python outside compile). `--profile IMPL` instead runs one cold worker
+rest (running the graph, Python outside compile). After each cold process a second one runs on
+the cache it left (what a user's next process pays: inductor's default cache folder persists),
+its first calls timed alike (warm_*). `--profile IMPL` instead runs one cold worker
 under cProfile and prints its top functions.
 """
 
@@ -44,6 +46,7 @@ LAYERS = 2
 PHASES = ("dynamo", "aot", "inductor", "isa_probe", "gxx", "rest")
 # inductor's one-time keys (hashes of torch's and triton's files), timed apart from compile_fx_inner
 SETUP = ("inductor_codecache_torch_key", "CacheBase.get_system.triton_key")
+WHERE = ("inductor", "backend", "thread")  # where a probe or g++ run happened (see _Phases)
 PHASE_NAMES = {
     "dynamo": "Dynamo: bytecode tracing, guards",
     "aot": "AOT autograd: capture, joint passes, partition",
@@ -102,51 +105,61 @@ def _cpu() -> tuple[float, float]:
 
 
 class _Phases:
-    """Where one first call's wall time went, from torch's compile timers (each a list of seconds,
-    one per timed call) and a timer of our own around inductor's vector-ISA probe."""
+    """Where one first call's wall time went: torch's compile timers (each a list of seconds, one
+    per timed call) and two timers of our own, around inductor's vector-ISA probe
+    (`VecISA.check_build`) and around each g++ run outside it (`cpp_builder.run_compile_cmd`),
+    each taken out of the compile stage it ran in (torch's event stack): inductor's
+    compile_fx_inner, or elsewhere in the backend (a cache load in AOT autograd); g++ on a
+    background thread is inductor's asynchronous compile, which compile_fx_inner waits for."""
 
     def __init__(self) -> None:
-        from torch._dynamo.utils import compilation_time_metrics
-        from torch._inductor import cpu_vec_isa
+        from torch._dynamo.utils import compilation_time_metrics, get_chromium_event_logger
+        from torch._inductor import cpp_builder, cpu_vec_isa
 
         self.metrics = compilation_time_metrics
-        self.probe = [0.0, 0.0]  # wall seconds in check_build, and of that in compile_file
-        check_build = cpu_vec_isa.VecISA.check_build
+        self.spent = {f"{what}_{where}": 0.0 for what in ("probe", "gxx") for where in WHERE}
+        stack = get_chromium_event_logger().get_stack
+        probing = [False]
 
-        def timed(isa, code):
-            start, gxx = time.perf_counter(), self._sum("compile_file")
-            try:
-                return check_build(isa, code)
-            finally:
-                self.probe[0] += time.perf_counter() - start
-                self.probe[1] += self._sum("compile_file") - gxx
+        def where() -> str:
+            events = stack()
+            return "inductor" if "inductor_compile" in events else "backend" if events else "thread"
 
-        cpu_vec_isa.VecISA.check_build = timed  # type: ignore[method-assign]
+        def timer(what: str, run):
+            def timed(*args, **kwargs):
+                if probing[0]:  # (g++ inside the probe is the probe's)
+                    return run(*args, **kwargs)
+                key, start = f"{what}_{where()}", time.perf_counter()
+                probing[0] = what == "probe"
+                try:
+                    return run(*args, **kwargs)
+                finally:
+                    probing[0] = False
+                    self.spent[key] += time.perf_counter() - start
 
-    def _sum(self, key: str) -> float:
-        return sum(self.metrics.get(key, ()))
+            return timed
+
+        cpu_vec_isa.VecISA.check_build = timer("probe", cpu_vec_isa.VecISA.check_build)  # type: ignore[method-assign]
+        cpp_builder.run_compile_cmd = timer("gxx", cpp_builder.run_compile_cmd)
 
     def snapshot(self) -> dict[str, float]:
-        keys = ("_compile.compile_inner", "OutputGraph.call_user_compiler", "compile_file")
+        keys = ("_compile.compile_inner", "OutputGraph.call_user_compiler")
         keys += ("compile_fx.<locals>.bw_compiler", "compile_fx_inner", *SETUP)
-        return {k: self._sum(k) for k in keys} | {
-            "probe": self.probe[0],
-            "probe_gxx": self.probe[1],
-        }
+        return {k: sum(self.metrics.get(k, ())) for k in keys} | self.spent
 
     @staticmethod
     def split(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
         d = {k: after[k] - before[k] for k in after}
         user = d["OutputGraph.call_user_compiler"]
         backend = user + d["compile_fx.<locals>.bw_compiler"]  # the backward compiles lazily
-        gxx = d["compile_file"] - d["probe_gxx"]
         setup = sum(d[k] for k in SETUP)  # inductor's, before AOT autograd runs
+        inside = {w: d[f"probe_{w}"] + d[f"gxx_{w}"] for w in WHERE}
         phases = {
             "dynamo": d["_compile.compile_inner"] - user,
-            "aot": backend - d["compile_fx_inner"] - setup,
-            "inductor": d["compile_fx_inner"] + setup - gxx - d["probe"],
-            "isa_probe": d["probe"],
-            "gxx": gxx,
+            "aot": backend - d["compile_fx_inner"] - setup - inside["backend"],
+            "inductor": d["compile_fx_inner"] + setup - inside["inductor"] - inside["thread"],
+            "isa_probe": sum(d[f"probe_{w}"] for w in WHERE),
+            "gxx": sum(d[f"gxx_{w}"] for w in WHERE),
         }
         return phases | {"rest": wall - sum(phases.values())}
 
@@ -186,7 +199,7 @@ def worker(
         result[f"cpu_children_{mode}"] = kids_after - kids
         for phase, seconds in _Phases.split(timers, phases.snapshot(), wall).items():
             result[f"{phase}_{mode}"] = seconds
-    for mode, step in (("train", train), ("infer", infer)):
+    for mode, step in (("train", train), ("infer", infer)) if steps else ():
         step(model)  # eager warm-up
         times: dict[str, list[float]] = {"compiled": [], "eager": []}
         for _ in range(steps):
@@ -200,18 +213,23 @@ def worker(
 
 
 def run_cold(impl: str, argv: list[str]) -> dict[str, float] | str:
-    """One fresh process with an empty inductor cache: its numbers, or the error it ended with."""
+    """One fresh process with an empty inductor cache, then a second one on the cache the first
+    left (its first calls' numbers as warm_*, no steps): their numbers, or the error one ended with."""
+    result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="compile-time-") as cache:
         env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=cache)
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", impl, *argv],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-    if done.returncode != 0:
-        return done.stderr.strip().splitlines()[-1]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        for prefix, args in (("", argv), ("warm_", [*argv, "--steps", "0"])):
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", impl, *args],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                return done.stderr.strip().splitlines()[-1]
+            numbers = json.loads(done.stdout.strip().splitlines()[-1])
+            result |= {prefix + k: v for k, v in numbers.items()}
+    return result
 
 
 def profile(impl: str, shape: tuple[int, int, int, int]) -> None:
@@ -253,6 +271,12 @@ def table(med: dict[str, dict[str, float] | str]) -> None:
         rows += [("  CPU, this process (s)", f"cpu_self_{m}", 1.0)]
         rows += [("  CPU, child processes (s)", f"cpu_children_{m}", 1.0)]
         rows += [(f"  {PHASE_NAMES[p]} (s)", f"{p}_{m}", 1.0) for p in PHASES]
+    for m in ("train", "infer"):
+        rows += [
+            (f"warm cache (a second process), first {m} call, wall (s)", f"warm_compile_{m}", 1)
+        ]
+        rows += [("  CPU, this process (s)", f"warm_cpu_self_{m}", 1.0)]
+        rows += [(f"  {PHASE_NAMES[p]} (s)", f"warm_{p}_{m}", 1.0) for p in PHASES]
     rows += [
         (f"{kind} {m} step (ms)", f"{kind}_{m}", 1e3)
         for m in ("train", "infer")
@@ -275,7 +299,7 @@ def table(med: dict[str, dict[str, float] | str]) -> None:
     if not isinstance(floor, str):
         print("\n\nwhat ours adds to the head alone, first train / infer call (s, medians):")
         keys = ("compile", "cpu_self", "cpu_children", *PHASES)
-        for key in keys:
+        for key in (*keys, *(f"warm_{k}" for k in keys)):
             added = [ours[f"{key}_{m}"] - floor[f"{key}_{m}"] for m in ("train", "infer")]
             print(f"  {key}: {added[0]:+.3f} / {added[1]:+.3f}")
     print()
