@@ -12,8 +12,9 @@ no_grad: a second compile) are timed; then compiled and eager steps alternate `-
 `--threads` threads (default 1: steadier on a shared machine). The table gives medians over the runs
 and ratios of medians. Columns: ours; nn.LSTM as torch.compile takes it by default (Dynamo does not
 trace RNN modules and runs the whole frame eagerly); nn.LSTM with `torch._dynamo.config.allow_rnn`;
-the Linear head alone, the floor any compiled model with one generated kernel pays; and ours
-without the head (the LSTM's output is the model's: no generated kernel at all).
+the Linear head alone, the floor any compiled model with one generated kernel pays; ours
+without the head (the LSTM's output is the model's: no generated kernel at all); and a Linear
+without bias, the floor of a model without a generated kernel (its graphs are matmuls only).
 `--shape` sets the model's sizes (default 24,16,8,32), for compiled-vs-eager steps at a larger one.
 
 Beside each first call's wall time: the worker's CPU time (user + sys, `resource.getrusage`) in
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 
-IMPLS = ("ours", "nn.LSTM", "nn.LSTM+allow_rnn", "Linear alone", "ours, no head")
+IMPLS = ("ours", "nn.LSTM", "nn.LSTM+allow_rnn", "Linear alone", "ours, no head", "Linear, no bias")
 LAYERS = 2
 PHASES = ("dynamo", "aot", "inductor", "isa_probe", "gxx", "rest")
 # inductor's one-time keys (hashes of torch's and triton's files), timed apart from compile_fx_inner
@@ -86,6 +87,8 @@ def build(impl: str, shape: tuple[int, int, int, int] = (24, 16, 8, 32)):
     model = Model(LSTM)
     if impl == "Linear alone":  # the floor: the head's kernels, no LSTM
         return nn.Linear(I, 1), torch.randn(T, B, I)
+    if impl == "Linear, no bias":  # the floor without a generated kernel: two matmuls, no sum
+        return nn.Linear(I, 1, bias=False), torch.randn(T, B, I)
     if impl == "ours, no head":
         return Alone(model.lstm), torch.randn(T, B, I)
     if impl != "ours":
@@ -263,8 +266,8 @@ def medians(results: list[dict[str, float] | str]) -> dict[str, float] | str:
 
 
 def table(med: dict[str, dict[str, float] | str]) -> None:
-    print("| | " + " | ".join(IMPLS) + " |")
-    print("|---|" + "---|" * len(IMPLS))
+    print("| | " + " | ".join(med) + " |")
+    print("|---|" + "---|" * len(med))
     rows = []
     for m in ("train", "infer"):
         rows += [(f"cold compile, first {m} call, wall (s)", f"compile_{m}", 1.0)]
@@ -291,17 +294,16 @@ def table(med: dict[str, dict[str, float] | str]) -> None:
             for r in med.values()
         ]
         print(f"| compiled / eager, {m} | " + " | ".join(cells) + " |")
-    ours, theirs, floor = med["ours"], med["nn.LSTM"], med["Linear alone"]
-    assert not isinstance(ours, str) and not isinstance(theirs, str)
-    for m in ("train", "infer"):
-        ratio = ours[f"compile_{m}"] / theirs[f"compile_{m}"]
-        print(f"\ncold compile, first {m} call, ours / nn.LSTM: {ratio:.2f}", end="")
-    if not isinstance(floor, str):
-        print("\n\nwhat ours adds to the head alone, first train / infer call (s, medians):")
-        keys = ("compile", "cpu_self", "cpu_children", *PHASES)
+    keys = ("compile", "cpu_self", "cpu_children", *PHASES)
+    pairs = (("ours", "nn.LSTM"), ("ours", "Linear alone"), ("ours, no head", "Linear, no bias"))
+    for model, floor in pairs:
+        a, b = med.get(model, "absent"), med.get(floor, "absent")
+        if isinstance(a, str) or isinstance(b, str):
+            continue
+        print(f"\n\n{model} - {floor}, first train / infer call (s, medians):", end="")
         for key in (*keys, *(f"warm_{k}" for k in keys)):
-            added = [ours[f"{key}_{m}"] - floor[f"{key}_{m}"] for m in ("train", "infer")]
-            print(f"  {key}: {added[0]:+.3f} / {added[1]:+.3f}")
+            added = [a[f"{key}_{m}"] - b[f"{key}_{m}"] for m in ("train", "infer")]
+            print(f"\n  {key}: {added[0]:+.3f} / {added[1]:+.3f}", end="")
     print()
     for impl, r in med.items():
         if isinstance(r, str):
@@ -314,6 +316,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shape", default="24,16,8,32", help="T,B,I,H")
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=IMPLS, help="columns")
     parser.add_argument("--profile", choices=IMPLS)
     parser.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -326,9 +329,9 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.steps, args.threads, shape)))  # type: ignore[arg-type]
         return
     argv = ["--steps", str(args.steps), "--threads", str(args.threads), "--shape", args.shape]
-    runs: dict[str, list[dict[str, float] | str]] = {impl: [] for impl in IMPLS}
+    runs: dict[str, list[dict[str, float] | str]] = {impl: [] for impl in args.impls}
     for k in range(args.runs):
-        for impl in IMPLS:
+        for impl in args.impls:
             runs[impl].append(run_cold(impl, argv))
             print(f"run {k + 1} {impl}: {runs[impl][-1]}", file=sys.stderr, flush=True)
     print(
