@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/forecast_speed.py [--repeats 5] [--set hidden=16]
         [--src DIR]   (another checkout's src/, e.g. the commit before a change)
-        [--cases cold,warm]
+        [--cases cold,warm] [--against DIR]   (DIR's src/ alternating with --src: before/after)
 
 Per bundled series (airline, Nile, lynx), defaults: `lstmbyhand train DATA --quiet` then
 `lstmbyhand evaluate RUN`, each a fresh process, as a user runs them, against
@@ -51,7 +51,7 @@ PIECES = {  # what a run imports beyond torch, each timed in a fresh process min
     "statsforecast.models (train's fits; evaluate without stored forecasts)": (
         "import statsforecast.models"
     ),
-    "pandas (reading the CSV)": "import pandas",
+    "pandas (train reading the CSV; evaluate without series.safetensors)": "import pandas",
     "matplotlib + loss.png (plots.loss_curve, 30 epochs)": (
         "from lstmbyhand.forecast import plots; import tempfile; plots.loss_curve([{'epoch': e, "
         "'train_loss': 1 / e, 'val_loss': 2 / e} for e in range(1, 31)], tempfile.mktemp())"
@@ -69,12 +69,16 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_run(path: str, target: str, season: int, extra: list[str], cache: str = "") -> dict:
+def cli_run(
+    path: str, target: str, season: int, extra: list[str], cache: str = "", src: str = ""
+) -> dict:
     """One `train` + `evaluate` as a user runs them: (wall, CPU) each, and the epochs' seconds;
-    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one)."""
+    `cache`: the folder of cached statistical forecasts ("": a fresh, empty one); `src`: the
+    src/ folder run (default: the one chosen in `main`)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{tmp}/run"
         ENV[CACHE_ENV] = cache or f"{tmp}/cache"
+        ENV["PYTHONPATH"] = src or ENV["PYTHONPATH"]
         train = [PY, "-m", "lstmbyhand", "train", path, "--target", target, "--season",
                  str(season), "--out", run, "--quiet", *extra]  # fmt: skip
         t_train = timed(train)
@@ -98,7 +102,7 @@ SPENT: dict[str, float] = {}  # label -> seconds, filled by the wrappers `instru
 
 def instrument() -> None:
     """Wrap the functions that do each part of train + evaluate with timers (once)."""
-    from lstmbyhand.forecast import baselines, plots, rundir, train
+    from lstmbyhand.forecast import baselines, plots, restore, rundir, train
 
     def wrap(owner, name: str, label: str) -> None:
         inner = getattr(owner, name, None)
@@ -129,6 +133,10 @@ def instrument() -> None:
         wrap(rundir.RunDir, method, "checkpoint files (atomic, fsync)")
     wrap(rundir.RunDir, "write_statistical", "statistical.safetensors written")
     wrap(rundir.RunDir, "read_statistical", "statistical.safetensors read")
+    wrap(rundir.RunDir, "write_series", "series.safetensors written (parsed.py)")
+    wrap(restore, "kept_series", "series.safetensors read, data file hashed")
+    wrap(restore, "load_panel", "data file parsed (pandas)")
+    wrap(train, "load_panel", "data file parsed (pandas)")
     wrap(plots, "loss_curve", "loss plot")
     wrap(train.Trainer, "train_epoch", "epochs: training")
     wrap(train.Trainer, "validate", "epochs: validation")
@@ -154,44 +162,12 @@ def in_process(path: str, target: str, season: int, settings: dict) -> dict:
             **{k: round(v, 3) for k, v in SPENT.items()}}  # fmt: skip
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--set", nargs="*", default=[], help="train flags, e.g. hidden=16")
-    ap.add_argument("--src", default=SRC, help="the src/ folder to run (default: this checkout's)")
-    ap.add_argument("--cases", default=",".join(CASES), help=f"some of {', '.join(CASES)}")
-    args = ap.parse_args()
-    ENV["PYTHONPATH"] = os.path.abspath(args.src)
-    sys.path.insert(0, ENV["PYTHONPATH"])
-    extra = [a for kv in args.set for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
-    settings = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=") for kv in args.set)}
-    paths = {n: str(files("lstmbyhand") / "datasets" / f) for n, (f, _, _) in DATASETS.items()}
-    cases = [c for c in CASES if c in args.cases.split(",")]
-    warm = tempfile.TemporaryDirectory()
-    if "warm" in cases:  # one untimed run per series fills the cache
-        for name, (_, target, season) in DATASETS.items():
-            cli_run(paths[name], target, season, extra, warm.name)
-    startup: list[tuple[float, float]] = []
-    runs = {(name, case): [] for name in DATASETS for case in cases}  # type: ignore[var-annotated]
-    loads = [os.getloadavg()[0]]
-    for _ in range(args.repeats):  # alternating: the reference, then each series and case
-        startup.append(timed([PY, "-c", "import torch"]))
-        for name, (_, target, season) in DATASETS.items():
-            for case in cases:
-                cache = warm.name if case == "warm" else ""
-                one = cli_run(paths[name], target, season, extra, cache)
-                runs[(name, case)].append(one)
-                loads.append(os.getloadavg()[0])
-    warm.cleanup()
-    up_wall = statistics.median(w for w, _ in startup)
-    up_cpu = statistics.median(c for _, c in startup)
-    print(f"{machine()}, {os.cpu_count()} CPUs; load average (1 min) {min(loads):.1f}-"
-          f"{max(loads):.1f} during the runs, median {statistics.median(loads):.1f}")  # fmt: skip
-    print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU; median of "
-          f"{args.repeats} repeats")  # fmt: skip
+def table(runs: dict, up_wall: float, up_cpu: float) -> dict:
+    """Print the table of one src's runs; return (series, case) -> median CPU seconds."""
     print("| series, cache | epochs | epochs' own s | train + evaluate s, wall (CPU) | reference s, "
           "epochs + 2 start-ups, wall (CPU) | ratio, wall (CPU) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
+    out = {}
     for (name, case), r in runs.items():
         wall, cpu = (statistics.median(x[k] for x in r) for k in ("wall", "cpu"))
         own = statistics.median(x["own"] for x in r)
@@ -199,6 +175,64 @@ def main() -> None:
         epochs = "-".join(sorted({str(x["epochs"]) for x in r}))
         print(f"| {name}, {case} | {epochs} | {own:.2f} | {wall:.2f} ({cpu:.2f}) | {rw:.2f} ({rc:.2f}) "
               f"| {wall / rw:.2f} ({cpu / rc:.2f}) |", flush=True)  # fmt: skip
+        out[(name, case)] = cpu
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--set", nargs="*", default=[], help="train flags, e.g. hidden=16")
+    ap.add_argument("--src", default=SRC, help="the src/ folder to run (default: this checkout's)")
+    ap.add_argument("--against", default="", help="another src/ folder (e.g. the commit before a "
+                    "change), run alternating with --src in every repeat; both tables and the "
+                    "paired CPU differences, no start-up pieces or in-process parts")  # fmt: skip
+    ap.add_argument("--cases", default=",".join(CASES), help=f"some of {', '.join(CASES)}")
+    args = ap.parse_args()
+    srcs = [os.path.abspath(args.src)] + ([os.path.abspath(args.against)] if args.against else [])
+    ENV["PYTHONPATH"] = srcs[0]
+    sys.path.insert(0, ENV["PYTHONPATH"])
+    extra = [a for kv in args.set for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
+    settings = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=") for kv in args.set)}
+    paths = {n: str(files("lstmbyhand") / "datasets" / f) for n, (f, _, _) in DATASETS.items()}
+    cases = [c for c in CASES if c in args.cases.split(",")]
+    warm = {src: tempfile.TemporaryDirectory() for src in srcs}  # one cache per src
+    if "warm" in cases:  # one untimed run per series fills the cache
+        for src in srcs:
+            for name, (_, target, season) in DATASETS.items():
+                cli_run(paths[name], target, season, extra, warm[src].name, src)
+    startup: list[tuple[float, float]] = []
+    runs = {src: {(name, case): [] for name in DATASETS for case in cases} for src in srcs}
+    loads = [os.getloadavg()[0]]
+    for k in range(args.repeats):  # alternating: the reference, then each series, case and src
+        startup.append(timed([PY, "-c", "import torch"]))
+        for name, (_, target, season) in DATASETS.items():
+            for case in cases:
+                for src in srcs if k % 2 == 0 else srcs[::-1]:
+                    cache = warm[src].name if case == "warm" else ""
+                    one = cli_run(paths[name], target, season, extra, cache, src)
+                    runs[src][(name, case)].append(one)
+                    loads.append(os.getloadavg()[0])
+    for w in warm.values():
+        w.cleanup()
+    ENV["PYTHONPATH"] = srcs[0]
+    up_wall = statistics.median(w for w, _ in startup)
+    up_cpu = statistics.median(c for _, c in startup)
+    print(f"{machine()}, {os.cpu_count()} CPUs; load average (1 min) {min(loads):.1f}-"
+          f"{max(loads):.1f} during the runs, median {statistics.median(loads):.1f}")  # fmt: skip
+    print(f"python + torch start-up: {up_wall:.2f} s wall, {up_cpu:.2f} s CPU; median of "
+          f"{args.repeats} repeats")  # fmt: skip
+    cpu = {}
+    for src in srcs:
+        print(f"\n{src}:")
+        cpu[src] = table(runs[src], up_wall, up_cpu)
+    if args.against:
+        print(f"\nCPU s saved by {srcs[0]} against {srcs[1]}, median of the paired differences:")
+        for key in runs[srcs[0]]:
+            pairs = zip(runs[srcs[1]][key], runs[srcs[0]][key], strict=True)
+            saved = statistics.median(b["cpu"] - a["cpu"] for b, a in pairs)
+            print(f"  {key[0]}, {key[1]}: {saved:.2f}")
+        return
     print("\nstart-up pieces beyond `import torch`, CPU s (median of 5 differences, each against "
           "a plain `import torch` run just before; fresh processes):")  # fmt: skip
     for label, code in PIECES.items():
