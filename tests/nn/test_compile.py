@@ -80,3 +80,29 @@ def test_compiled_graphs_write_no_zeros_for_the_lstm():
             name,
             made,
         )
+
+
+def test_compiled_lstm_compiles_one_graph_per_grad_mode_and_no_more():
+    """Alternating training steps and no_grad calls compile two graphs (Dynamo guards on grad mode)
+    and reuse them: nothing else the forward reads (the cell's kind, the weights' names, forward-mode
+    AD's level) changes between calls, and each compiled call gives eager's numbers."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = LSTM(3, 4, num_layers=2, proj_size=2)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(lstm, backend=backend, fullgraph=True)
+    x = torch.randn(5, 2, 3)
+    for _ in range(3):
+        got = compiled(x)[0]
+        grads = torch.autograd.grad(got.sum(), list(lstm.parameters()))
+        want = lstm(x)[0]
+        expected = torch.autograd.grad(want.sum(), list(lstm.parameters()))
+        assert_close_lists([got, *grads], [want, *expected], 0.0, "compiled training step")
+        with torch.no_grad():
+            assert_close_lists([compiled(x)[0]], [lstm(x)[0]], 0.0, "compiled no_grad call")
+    assert len(graphs) == 2
