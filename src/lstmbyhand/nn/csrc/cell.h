@@ -331,31 +331,16 @@ inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
   return rstd;
 }
 
-// F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h + b,
-// from xhat_x = LN(a_x) (n); xhat_h (n) gets LN(a_h); returns 1/std(a_h).
+// F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h
+// (the bias is added with F2, in variant_cell_forward), from xhat_x = LN(a_x) (n); xhat_h (n) gets
+// LN(a_h); returns 1/std(a_h).
 template <typename T>
 inline T layer_norm_gates_row(int64_t n, T* __restrict__ z, const T* __restrict__ xhat_x,
                               const T* __restrict__ gamma_x, const T* __restrict__ gamma_h,
-                              const T* __restrict__ b, T* __restrict__ xhat_h) {
-  T mean;
-  const T rstd = layer_norm_stats(n, z, &mean);
-  int64_t k = 0;
-#if defined(LSTMBYHAND_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
-    for (; k + 16 <= n; k += 16) {
-      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(z + k), m), r);  // LN(a_h)
-      _mm512_storeu_ps(xhat_h + k, xh);
-      _mm512_storeu_ps(z + k, _mm512_fmadd_ps(_mm512_loadu_ps(xhat_x + k), _mm512_loadu_ps(gamma_x + k),
-                                              _mm512_fmadd_ps(xh, _mm512_loadu_ps(gamma_h + k),
-                                                              _mm512_loadu_ps(b + k))));
-    }
-  }
-#endif
-  for (; k < n; ++k) {
-    xhat_h[k] = (z[k] - mean) * rstd;  // F1: LN(a_h)
-    z[k] = xhat_x[k] * gamma_x[k] + (xhat_h[k] * gamma_h[k] + b[k]);  // F1: LN(a_x) γ_x + LN(a_h) γ_h + b
-  }
+                              T* __restrict__ xhat_h) {
+  const T rstd = layer_norm_row(n, z, xhat_h);  // F1: LN(a_h)
+#pragma GCC ivdep
+  for (int64_t k = 0; k < n; ++k) z[k] = xhat_x[k] * gamma_x[k] + xhat_h[k] * gamma_h[k];  // F1
   return rstd;
 }
 
@@ -472,13 +457,13 @@ inline void layer_norm_backward_row(int64_t n, T* __restrict__ d, const T* __res
   for (; k < n; ++k) d[k] = (d[k] - mean_d - xhat[k] * mean_dx) * rstd;
 }
 
-// The forward of one row. z: the 4H pre-activations (F1 done, bias included, no peepholes); p: the
-// peepholes p_i | p_f | p_o (3H); zc: ζ_c (H); ln_w, ln_b: γ_c, β_c (H); c: c_{t-1} in, c_t out.
+// The forward of one row. z: the 4H pre-activations of F1 without the bias, b (4H) (no peepholes);
+// p: the peepholes p_i | p_f | p_o (3H); zc: ζ_c (H); ln_w, ln_b: γ_c, β_c (H); c: c_{t-1} in, c_t out.
 // Writes the cache row (a: gates i | f | g | o; cp: c_{t-1}; ct: c_t; act: a; chat: LN(c_t) and
 // *rstd_c with layer_norm) and r = o ⊙ a (H).
 template <typename T>
 inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __restrict__ z,
-                                 const T* __restrict__ p, const T* __restrict__ zc,
+                                 const T* __restrict__ b, const T* __restrict__ p, const T* __restrict__ zc,
                                  const T* __restrict__ ln_w, const T* __restrict__ ln_b,
                                  T* __restrict__ c, T* __restrict__ a, T* __restrict__ cp,
                                  T* __restrict__ ct, T* __restrict__ act, T* __restrict__ chat,
@@ -490,6 +475,9 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
   // The loops below, 16 units at a time (GCC does not vectorize their option selects): an option is
   // a loop-invariant mask, all lanes or none, and a blend keeps one side of its choice.
   [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f);
+  [[maybe_unused]] const auto zb = [&](int64_t i) {  // z + b at i..i+15 (F1's bias)
+    return _mm512_add_ps(_mm512_loadu_ps(z + i), _mm512_loadu_ps(b + i));
+  };
   if constexpr (std::is_same_v<T, float>) {
     const __mmask16 m_no_i = all_or_none(no_i), m_no_f = all_or_none(no_f),
                     m_coupled = all_or_none(coupled), m_no_g = all_or_none(no_g),
@@ -497,14 +485,14 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
     for (; k + 16 <= H; k += 16) {
       const __m512 c_prev = _mm512_loadu_ps(c + k);
       const __m512 i = _mm512_mask_blend_ps(
-          m_no_i, sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + k), c_prev, _mm512_loadu_ps(z + k))),
+          m_no_i, sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + k), c_prev, zb(k))),
           one);  // F2 (peephole p_i; NIG)
       const __m512 f_own = _mm512_mask_blend_ps(
           m_no_f,
-          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + H + k), c_prev, _mm512_loadu_ps(z + H + k))),
+          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + H + k), c_prev, zb(H + k))),
           one);  // F2 (peephole p_f; NFG)
       const __m512 f = _mm512_mask_blend_ps(m_coupled, f_own, _mm512_sub_ps(one, i));  // F2 (CIFG)
-      const __m512 z_g = _mm512_loadu_ps(z + 2 * H + k);
+      const __m512 z_g = zb(2 * H + k);
       const __m512 g = _mm512_mask_blend_ps(m_no_g, tanh16(z_g), z_g);  // F2 (NIAF)
       const __m512 c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
       const __m512 zeta = _mm512_loadu_ps(zc + k);
@@ -524,10 +512,11 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
   for (int64_t k0 = k; k0 < H; ++k0) {
     const int64_t k = k0;
     const T c_prev = c[k];
-    const T i = no_i ? T(1) : sigmoid(z[k] + p[k] * c_prev);  // F2 (peephole p_i; NIG)
-    const T f_own = sigmoid(z[H + k] + p[H + k] * c_prev);  // F2 (peephole p_f)
+    const T i = no_i ? T(1) : sigmoid((z[k] + b[k]) + p[k] * c_prev);  // F2 (peephole p_i; NIG)
+    const T f_own = sigmoid((z[H + k] + b[H + k]) + p[H + k] * c_prev);  // F2 (peephole p_f)
     const T f = coupled ? T(1) - i : (no_f ? T(1) : f_own);  // F2 (CIFG; NFG)
-    const T g = no_g ? z[2 * H + k] : tanh_act(z[2 * H + k]);  // F2 (NIAF)
+    const T z_g = z[2 * H + k] + b[2 * H + k];
+    const T g = no_g ? z_g : tanh_act(z_g);  // F2 (NIAF)
     const T c_new = f * c_prev + i * g;  // F3
     const T c_t = zoned ? zc[k] * c_prev + (T(1) - zc[k]) * c_new : c_new;  // F3: zoneout
     a[k] = i;
@@ -546,7 +535,7 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
       const __m512 c_t = _mm512_loadu_ps(ct + k);
       const __m512 o = _mm512_mask_blend_ps(
           m_no_o,
-          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + 2 * H + k), c_t, _mm512_loadu_ps(z + 3 * H + k))),
+          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + 2 * H + k), c_t, zb(3 * H + k))),
           one);  // F4 (peephole p_o; NOG)
       const __m512 s = _mm512_mask_blend_ps(
           m_ln, c_t,
@@ -562,7 +551,7 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
 #pragma GCC ivdep
   for (int64_t k0 = k; k0 < H; ++k0) {
     const int64_t k = k0;
-    const T o = no_o ? T(1) : sigmoid(z[3 * H + k] + p[2 * H + k] * ct[k]);  // F4 (peephole p_o; NOG)
+    const T o = no_o ? T(1) : sigmoid((z[3 * H + k] + b[3 * H + k]) + p[2 * H + k] * ct[k]);  // F4 (p_o; NOG)
     const T s = ln ? chat[k] * ln_w[k] + ln_b[k] : ct[k];  // F4 (layer_norm)
     const T a_k = no_a ? s : tanh_act(s);  // F4 (NOAF)
     a[3 * H + k] = o;

@@ -2,8 +2,10 @@
 // equations, F1-F6 and B6-B1) over one layer direction. Same arguments, results and cache as the
 // PyTorch ops (kernels.h). The pointwise rows are cell.h's variant_cell_forward / _backward.
 //
-// F1 runs as two products, because layer norm normalizes W x_t and U h_{t-1} apart: W x_t for all
-// steps in one GEMM before the loop (normalized there, row by row, with layer_norm), U h_in per step.
+// F1 is, without layer norm, one product per step as in the plain kernels: [x_t, h_in] (B, I+P) times
+// [W U]ᵀ, the weights side by side in column panels (blas.h), the pre-activations hot in cache for the
+// rows that follow. With layer norm, which normalizes W x_t and U h_{t-1} apart, it runs as two: W x_t
+// for all steps in one GEMM before the loop (normalized there, row by row), U h_in per step.
 // The batch rows are split into groups, one per thread, as in bptt.cpp (sequence.h).
 #include "blas.h"
 #include "cell.h"
@@ -81,13 +83,13 @@ std::vector<at::Tensor> variant_forward_impl(
   at::Tensor output = buffer(packed, {T_, B, P}, opts);
   at::Tensor h = checked(h0, x, "h0").clone(), c = checked(c0, x, "c0").clone();  // (B, P), (B, H)
 
-  // F1's input part, every step at once: a_x = W x_t (T B, G). With layer norm the product lands in
-  // xhat_x's buffer and is normalized there, row by row, LN(a_x); γ_x multiplies it in the step.
-  at::Tensor a_x = ln ? xhat_x : reusable({T_, B, G}, opts);
-  gemm<T>(false, true, TB, G, I, T(1), x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0),
-          a_x.data_ptr<T>(), G);
-  T* axs = a_x.data_ptr<T>();
+  // With layer norm, F1's input part, every step at once: a_x = W x_t (T B, G), into xhat_x's buffer,
+  // normalized there, row by row, LN(a_x); γ_x multiplies it in the step. W is laid out in column
+  // panels (cached across calls, as [W U]), so that in float the product runs on brgemm (blas.h).
+  T* axs = ln ? xhat_x.data_ptr<T>() : nullptr;
   if (ln) {
+    const at::Tensor w_t = paneled_weights({w_ih});  // (I, G) in column panels
+    gemm_panels<T>(TB, G, I, x.data_ptr<T>(), I, w_t.data_ptr<T>(), axs, G);
     T* rs = rstd_x.data_ptr<T>();
     at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
@@ -114,7 +116,12 @@ std::vector<at::Tensor> variant_forward_impl(
   T* rcs = ln ? rstd_c.data_ptr<T>() : rstd_junk.data_ptr<T>();
   T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
   T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
-  const at::Tensor u_t = paneled_weights({w_hh});  // (P, G) in column panels (blas.h)
+  // the per-step product's left side, (B, K): [x_t, h_in] without layer norm, h_in (the cache row) with
+  const int64_t K = ln ? P : I + P;
+  at::Tensor xh = ln ? at::Tensor() : reusable({B, K}, opts);
+  T* xhs = ln ? nullptr : xh.data_ptr<T>();
+  const T* xs = x.data_ptr<T>();
+  const at::Tensor u_t = ln ? paneled_weights({w_hh}) : paneled_weights({w_ih, w_hh});  // (K, G) panels
   const T *uh = u_t.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *bs = bias.data_ptr<T>(), *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>();
   const T* gx = g_x.data_ptr<T>();
@@ -134,19 +141,20 @@ std::vector<at::Tensor> variant_forward_impl(
       } else {
         std::memcpy(hi, hj, P * sizeof(T));
       }
+      if (!ln) {  // [x_t, h_in]
+        std::memcpy(xhs + j * K, xs + (t * B + j) * I, I * sizeof(T));
+        std::memcpy(xhs + j * K + I, hi, P * sizeof(T));
+      }
     }
-    gemm_panels<T>(n - j0, G, P, hin + (t * B + j0) * P, P, uh, zs + j0 * G,
-                   G);  // (n - j0, G) F1: a_h = U h_in
+    const T* left = ln ? hin + (t * B + j0) * P : xhs + j0 * K;
+    gemm_panels<T>(n - j0, G, K, left, K, uh, zs + j0 * G,
+                   G);  // (n - j0, G) F1: W x_t + U h_in (with layer norm a_h = U h_in)
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       T* z = zs + j * G;
-      const T* ax = axs + row * G;
-      if (ln) {  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h + b
-        rsh[row] = layer_norm_gates_row(G, z, ax, gx, gh, bs, xhh + row * G);
-      } else {
-        for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
-      }
-      variant_cell_forward(H, v, z, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
+      if (ln)  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h
+        rsh[row] = layer_norm_gates_row(G, z, axs + row * G, gx, gh, xhh + row * G);
+      variant_cell_forward(H, v, z, bs, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
                            cps + row * H, cts + row * H, acts + row * H,
                            ln ? chats + row * H : chats + j * H, ln ? rcs + row : rcs + j,
                            rb + j * H);  // F2-F4
@@ -174,7 +182,7 @@ std::vector<at::Tensor> variant_forward_impl(
       }
     }
   };
-  run_row_groups(B, choose_row_groups(B, G, P), T_,
+  run_row_groups(B, choose_row_groups(B, G, K), T_,
                  [&](int64_t s, int64_t j0, int64_t j1, int64_t) { step(s, j0, j1); });
   return {output, h, c, gates, h_in, c_prev, c_t, act, xhat_x, rstd_x, xhat_h, rstd_h, chat, rstd_c};
 }
