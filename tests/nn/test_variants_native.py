@@ -65,10 +65,19 @@ def test_a_bidirectional_stack_of_variants_on_the_compiled_path_equals_the_reada
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
+REGULARIZERS = {  # (recurrent_dropout, zoneout): each alone, both, neither (the kernels branch on each)
+    "none": (0.0, 0.0),
+    "recurrent_dropout": (0.4, 0.0),
+    "zoneout": (0.0, (0.3, 0.5)),
+    "both": (0.4, (0.3, 0.5)),
+}
+
+
+@pytest.mark.parametrize("regularizers", list(REGULARIZERS))
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_the_16_wide_rows_equal_the_python_declaration(name):
+def test_the_16_wide_rows_equal_the_python_declaration(name, regularizers):
     """H = 20: cell.h's AVX-512 rows (16 units a time, where the build targets them) and their scalar
-    tail (4 units), float32, regularized, against the PyTorch-op kernels."""
+    tail (4 units), float32, with and without each regularizer, against the PyTorch-op kernels."""
     v = VARIANTS[name]
     T_, B_, I_, H_ = 5, 4, 3, 20
     g = torch.Generator().manual_seed(7)
@@ -83,7 +92,8 @@ def test_the_16_wide_rows_equal_the_python_declaration(name):
     )  # fmt: skip
     x, h0, c0 = rand(T_, B_, I_), rand(B_, H_), rand(B_, H_)
     torch.manual_seed(3)
-    opts = CellOptions.of(recurrent_dropout=0.4, zoneout=(0.3, 0.5))
+    p_rec, zoneout = REGULARIZERS[regularizers]
+    opts = CellOptions.of(recurrent_dropout=p_rec, zoneout=zoneout)
     m = opts.masks(torch.zeros(()), T_, B_, H_, H_, training=True)
     inputs = leaves(x, h0, c0, w)
     compiled = variant_lstm_sequence(x, h0, c0, w, v, m)

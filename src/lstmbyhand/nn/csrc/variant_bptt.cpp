@@ -129,6 +129,7 @@ std::vector<at::Tensor> variant_forward_impl(
   const T* ms = masked ? m.data_ptr<T>() : nullptr;
   const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
 
+  const bool direct = !proj && !v.zoned_h;  // r_t is h_t: the cell writes it into the output row
   auto step = [&](int64_t s, int64_t j0, int64_t j1) {
     const int64_t t = step_at(s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
     if (n == j0) return;
@@ -157,7 +158,11 @@ std::vector<at::Tensor> variant_forward_impl(
       variant_cell_forward(H, v, z, bs, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
                            cps + row * H, cts + row * H, acts + row * H,
                            ln ? chats + row * H : chats + j * H, ln ? rcs + row : rcs + j,
-                           rb + j * H);  // F2-F4
+                           direct ? out + row * P : rb + j * H);  // F2-F4
+    }
+    if (direct) {  // F5-F6: h_t = r_t, already in the output row
+      for (int64_t j = j0; j < n; ++j) std::memcpy(hs + j * P, out + (t * B + j) * P, P * sizeof(T));
+      return;
     }
     if (proj)
       gemm<T>(false, true, n - j0, P, H, T(1), rb + j0 * H, H, whr, H, T(0), hh + j0 * P,
@@ -276,11 +281,8 @@ std::vector<at::Tensor> variant_backward_impl(
           dhat[k] = (T(1) - zeta[k]) * dh_t;  // B5: zoneout
           dhj[k] = zeta[k] * dh_t;  // B5: dh_{t-1} ← ζ_h dh_t
         }
-      } else {
-        for (int64_t k = 0; k < P; ++k) {
-          dhat[k] = dhj[k] + d_out[k];  // B6
-          dhj[k] = T(0);  // B5: ζ_h = 0
-        }
+      } else {  // B5: ζ_h = 0, dh_{t-1} gets da_h U alone (below)
+        for (int64_t k = 0; k < P; ++k) dhat[k] = dhj[k] + d_out[k];  // B6
       }
     }
     const T* dr = dhats + t * B * P;  // without projection dr = dĥ (B5)
@@ -301,15 +303,23 @@ std::vector<at::Tensor> variant_backward_impl(
                                       sums + G + 5 * H, gx, xhx + row * G, rsx[row],
                                       sums + 2 * G + 5 * H);
     }
-    gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
-            recs + j0 * P, P);  // (n - j0, P) B1: da_h U
-    for (int64_t j = j0; j < n; ++j) {  // B1: dh_{t-1} += m ⊙ (da_h U)
+    // B1: dh_{t-1} += m ⊙ (da_h U); without the mask the product lands in dh itself (added to ζ_h dh_t
+    // with zoneout, written over dh otherwise: B5 left nothing there)
+    const T* da = dahs + (t * B + j0) * G;
+    if (!masked) {
+      gemm<T>(false, false, n - j0, P, G, T(1), da, G, whh, P, v.zoned_h ? T(1) : T(0), dhs + j0 * P,
+              P);  // (n - j0, P)
+      return;
+    }
+    gemm<T>(false, false, n - j0, P, G, T(1), da, G, whh, P, T(0), recs + j0 * P,
+            P);  // (n - j0, P) da_h U
+    for (int64_t j = j0; j < n; ++j) {
       T* dhj = dhs + j * P;
       const T* rec = recs + j * P;
-      if (masked) {
+      if (v.zoned_h) {
         for (int64_t k = 0; k < P; ++k) dhj[k] += ms[j * P + k] * rec[k];
       } else {
-        for (int64_t k = 0; k < P; ++k) dhj[k] += rec[k];
+        for (int64_t k = 0; k < P; ++k) dhj[k] = ms[j * P + k] * rec[k];
       }
     }
   };
