@@ -36,6 +36,36 @@ at::Tensor or_neutral(const c10::optional<at::Tensor>& t, const at::Tensor& x, c
   return t.has_value() ? checked(*t, x, name) : fallback;
 }
 
+// The column ranges [r0, r1) of the 4H gate pre-activations a variant uses, merged: all of them but
+// the blocks of removed gates (input, forget, output; the forget gate when coupled), whose
+// pre-activations F2-F4 never read and whose dz is zero, so that their products are skipped. With
+// layer norm every column is kept (LN mixes the row).
+std::vector<std::pair<int64_t, int64_t>> used_gate_columns(const VariantFlags& v, int64_t H) {
+  const bool removed[4] = {v.no_i, v.no_f || v.coupled, false, v.no_o};
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (int64_t q = 0; q < 4; ++q) {
+    if (removed[q] && !v.layer_norm) continue;
+    if (!ranges.empty() && ranges.back().second == q * H)
+      ranges.back().second = (q + 1) * H;
+    else
+      ranges.emplace_back(q * H, (q + 1) * H);
+  }
+  return ranges;
+}
+
+// C (m, n) = A (m, G) B (G, n) (+ C when add) over the used gate columns of A (the rows of B) only: the
+// other columns of A are zero (dz of a removed gate).
+template <typename T>
+void gemm_used_k(const std::vector<std::pair<int64_t, int64_t>>& used, int64_t m, int64_t n,
+                 const T* A, int64_t lda, const T* Bm, int64_t ldb, bool add, T* C, int64_t ldc) {
+  bool first = true;
+  for (const auto& [r0, r1] : used) {
+    gemm<T>(false, false, m, n, r1 - r0, T(1), A + r0, lda, Bm + r0 * ldb, ldb,
+            add || !first ? T(1) : T(0), C, ldc);
+    first = false;
+  }
+}
+
 template <typename T>
 std::vector<at::Tensor> variant_forward_impl(
     const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih_in,
@@ -103,7 +133,15 @@ std::vector<at::Tensor> variant_forward_impl(
     });
   }
 
-  at::Tensor z_buf = reusable({B, G}, opts);  // (B, G) a_h, then z
+  // the products of removed gates are skipped (whole column panels of them): their z stays zero
+  const std::vector<std::pair<int64_t, int64_t>> used = used_gate_columns(v, H);
+  const auto is_used = [&](int64_t c0, int64_t c1) {  // whether columns [c0, c1) meet a used range
+    for (const auto& [r0, r1] : used)
+      if (c0 < r1 && r0 < c1) return true;
+    return false;
+  };
+  const bool skipping = used.size() != 1 || used[0].second - used[0].first != G;
+  at::Tensor z_buf = reusable({B, G}, opts, skipping);  // (B, G) a_h, then z
   at::Tensor r_buf = at::empty({B, H}, opts);  // (B, H) r_t
   at::Tensor hhat_buf = proj ? at::empty({B, P}, opts) : at::Tensor();  // (B, P) W_hr r_t
   at::Tensor chat_junk = ln ? at::Tensor() : at::empty({B, H}, opts);  // LN(c_t) unused
@@ -148,8 +186,12 @@ std::vector<at::Tensor> variant_forward_impl(
       }
     }
     const T* left = ln ? hin + (t * B + j0) * P : xhs + j0 * K;
-    gemm_panels<T>(n - j0, G, K, left, K, uh, zs + j0 * G,
-                   G);  // (n - j0, G) F1: W x_t + U h_in (with layer norm a_h = U h_in)
+    // (n - j0, G) F1: W x_t + U h_in (with layer norm a_h = U h_in), panel by panel as gemm_panels
+    over_column_chunks(n - j0, G, K, [&](int64_t c0, int64_t c1) {
+      if (is_used(c0, c1))
+        gemm<T>(false, false, n - j0, c1 - c0, K, T(1), left, K, uh + c0 * K, c1 - c0, T(0),
+                zs + j0 * G + c0, G);
+    });
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       T* z = zs + j * G;
@@ -213,6 +255,7 @@ std::vector<at::Tensor> variant_backward_impl(
   const auto opts = x.options();
   const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
   const int64_t groups = choose_row_groups(B, G, P);
+  const std::vector<std::pair<int64_t, int64_t>> used = used_gate_columns(v, H);
   const at::Tensor d_output = checked(d_output_in, x, "d_output");  // (T, B, P)
   const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
   const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
@@ -305,14 +348,13 @@ std::vector<at::Tensor> variant_backward_impl(
     }
     // B1: dh_{t-1} += m ⊙ (da_h U); without the mask the product lands in dh itself (added to ζ_h dh_t
     // with zoneout, written over dh otherwise: B5 left nothing there)
+    // (the columns of removed gates are zero: skipped)
     const T* da = dahs + (t * B + j0) * G;
     if (!masked) {
-      gemm<T>(false, false, n - j0, P, G, T(1), da, G, whh, P, v.zoned_h ? T(1) : T(0), dhs + j0 * P,
-              P);  // (n - j0, P)
+      gemm_used_k<T>(used, n - j0, P, da, G, whh, P, v.zoned_h, dhs + j0 * P, P);  // (n - j0, P)
       return;
     }
-    gemm<T>(false, false, n - j0, P, G, T(1), da, G, whh, P, T(0), recs + j0 * P,
-            P);  // (n - j0, P) da_h U
+    gemm_used_k<T>(used, n - j0, P, da, G, whh, P, false, recs + j0 * P, P);  // (n - j0, P) da_h U
     for (int64_t j = j0; j < n; ++j) {
       T* dhj = dhs + j * P;
       const T* rec = recs + j * P;
@@ -338,11 +380,16 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor dx = at::empty({0}, opts);  // empty where x needs no gradient (kNoDx)
   if (!(flags & kNoDx)) {
     dx = at::empty({T_, B, I}, opts);
-    gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
-            dx.data_ptr<T>(), I);  // dx = da_x W
+    gemm_used_k<T>(used, TB, I, da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, false,
+                   dx.data_ptr<T>(), I);  // dx = da_x W
   }
-  at::Tensor d_w_ih = at::mm(da_x.t(), x.view({TB, I}));  // (G, I) dW = Σ da_xᵀ x_t
-  at::Tensor d_w_hh = at::mm(da_h.view({TB, G}).t(), h_in.view({TB, P}));  // (G, P) dU
+  // dW = Σ da_xᵀ x_t (G, I), dU = Σ da_hᵀ h_in (G, P), the rows of removed gates zero
+  at::Tensor d_w_ih = at::zeros({G, I}, opts), d_w_hh = at::zeros({G, P}, opts);
+  for (const auto& [r0, r1] : used) {
+    at::Tensor rows_ih = d_w_ih.narrow(0, r0, r1 - r0), rows_hh = d_w_hh.narrow(0, r0, r1 - r0);
+    at::mm_out(rows_ih, da_x.narrow(1, r0, r1 - r0).t(), x.view({TB, I}));
+    at::mm_out(rows_hh, da_h.view({TB, G}).narrow(1, r0, r1 - r0).t(), h_in.view({TB, P}));
+  }
   at::Tensor d_w_hr = at::empty({0}, opts);
   if (proj) {
     at::Tensor r = gates.narrow(2, 3 * H, H) * act;  // (T, B, H) F4 again
