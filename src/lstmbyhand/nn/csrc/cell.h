@@ -314,21 +314,33 @@ __attribute__((always_inline)) inline T layer_norm_stats(int64_t n, const T* __r
   return T(1) / std::sqrt(sq / T(n) + T(kLayerNormEps));
 }
 
-// LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std. xhat may be a itself (in
-// place: each entry is read before it is written, at the same index, so the two may alias).
-template <typename T>
-inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
+// LN(a) = (a - mean a) / std a over n values, handed on as it is made: put16(k, LN(a) at k..k+15)
+// over the row's 16-wide blocks (float on AVX-512), put(k, LN(a)_k) over the rest; returns 1/std.
+// Each entry of a is read before put gets it, so put may write over a at the same index.
+template <typename T, typename Put16, typename Put>
+inline T layer_norm_each(int64_t n, const T* a, const Put16& put16, const Put& put) {
   T mean;
   const T rstd = layer_norm_stats(n, a, &mean);
   int64_t k = 0;
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) {
     const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
-    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(xhat + k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
+    for (; k + 16 <= n; k += 16) put16(k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
   }
 #endif
-  for (; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
+  for (; k < n; ++k) put(k, (a[k] - mean) * rstd);
   return rstd;
+}
+
+// LN(a) into xhat (n), returns 1/std. xhat may be a itself (in place).
+template <typename T>
+inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
+#if defined(LSTMBYHAND_AVX512)
+  const auto put16 = [&](int64_t k, __m512 x) { _mm512_storeu_ps(xhat + k, x); };
+#else
+  const auto put16 = [](int64_t, T) {};  // no 16-wide form
+#endif
+  return layer_norm_each(n, a, put16, [&](int64_t k, T x) { xhat[k] = x; });
 }
 
 // F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h
@@ -338,10 +350,19 @@ template <typename T>
 inline T layer_norm_gates_row(int64_t n, T* __restrict__ z, const T* __restrict__ xhat_x,
                               const T* __restrict__ gamma_x, const T* __restrict__ gamma_h,
                               T* __restrict__ xhat_h) {
-  const T rstd = layer_norm_row(n, z, xhat_h);  // F1: LN(a_h)
-#pragma GCC ivdep
-  for (int64_t k = 0; k < n; ++k) z[k] = xhat_x[k] * gamma_x[k] + xhat_h[k] * gamma_h[k];  // F1
-  return rstd;
+#if defined(LSTMBYHAND_AVX512)
+  const auto put16 = [&](int64_t k, __m512 xh) {  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h
+    _mm512_storeu_ps(xhat_h + k, xh);
+    _mm512_storeu_ps(z + k, _mm512_fmadd_ps(_mm512_loadu_ps(xhat_x + k), _mm512_loadu_ps(gamma_x + k),
+                                            _mm512_mul_ps(xh, _mm512_loadu_ps(gamma_h + k))));
+  };
+#else
+  const auto put16 = [](int64_t, T) {};  // no 16-wide form
+#endif
+  return layer_norm_each(n, z, put16, [&](int64_t k, T xh) {
+    xhat_h[k] = xh;
+    z[k] = xhat_x[k] * gamma_x[k] + xh * gamma_h[k];
+  });
 }
 
 // B1 with layer norm for one row of n = 4H: from dz (n) and each side's gain γ, xhat = LN(a) and
