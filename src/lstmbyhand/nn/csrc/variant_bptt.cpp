@@ -66,39 +66,69 @@ void gemm_used_k(const std::vector<std::pair<int64_t, int64_t>>& used, int64_t m
   }
 }
 
+// One layer direction's arguments as both kernels read them (sizes, flags, the weights and masks
+// checked, absent options as neutral buffers), and the two kernels, F1-F6 and B6-B1, over them.
 template <typename T>
-std::vector<at::Tensor> variant_forward_impl(
-    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih_in,
-    const at::Tensor& w_hh_in, const c10::optional<at::Tensor>& bias_in,
-    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
-    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
-    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& ln_c_b,
-    const c10::optional<at::Tensor>& rec_mask, const c10::optional<at::Tensor>& zone_c,
-    const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
-    bool reverse, int64_t flags) {
-  const at::Tensor x = x_in.contiguous();
-  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t H = c0.size(1), P = h0.size(1), G = 4 * H, TB = T_ * B;
-  VariantFlags v(flags);
-  v.zoned_c = zone_c.has_value();
-  v.zoned_h = zone_h.has_value();
-  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
-  const bool masked = rec_mask.has_value();
-  const auto opts = x.options();
-  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
-  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
-  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
-  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
-  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
+struct VariantDirection {
+  const at::Tensor x;  // (T, B, I)
+  const int64_t T_, B, I, H, P, G, TB;
+  VariantFlags v;
+  const bool ln, proj, packed, masked, peephole_given;
+  const at::TensorOptions opts;
+  const std::vector<int64_t> rows;  // the running rows at each step
+  // the columns of the gate pre-activations that are used (the products skip the others)
+  const std::vector<std::pair<int64_t, int64_t>> used;
+  const at::Tensor w_ih, w_hh, w_hr;  // (G, I), (G, P), (P, H) or undefined
+  const at::Tensor zeros_g, ones_g;  // (G,) neutral buffers for absent options
+  const at::Tensor peep, g_x, g_h, g_c;  // (3H,) used, (G,), (G,), (H,) used
+  const at::Tensor m, zc, zh;  // (B, P) or undefined, (T, B, H) or zeros_g, (T, B, P) or undefined
+
+  VariantDirection(const at::Tensor& x_in, int64_t H_, int64_t P_, int64_t flags,
+                   const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
+                   const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
+                   const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
+                   const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& rec_mask,
+                   const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
+                   const c10::optional<at::Tensor>& batch_sizes)
+      : x(x_in.contiguous()), T_(x.size(0)), B(x.size(1)), I(x.size(2)), H(H_), P(P_), G(4 * H_),
+        TB(T_ * B), v(zoned(flags, zone_c, zone_h)), ln(v.layer_norm), proj(w_hr_in.has_value()),
+        packed(batch_sizes.has_value()), masked(rec_mask.has_value()),
+        peephole_given(peephole.has_value()), opts(x.options()),
+        rows(active_rows(batch_sizes, T_, B)), used(used_gate_columns(v, H)),
+        w_ih(checked(w_ih_in, x, "weight_ih")), w_hh(checked(w_hh_in, x, "weight_hh")),
+        w_hr(proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor()),
+        zeros_g(at::zeros({G}, opts)), ones_g(at::ones({G}, opts)),
+        peep(or_neutral(peephole, x, "weight_peephole", zeros_g)),
+        g_x(or_neutral(ln_ih, x, "ln_weight_ih", ones_g)),
+        g_h(or_neutral(ln_hh, x, "ln_weight_hh", ones_g)),
+        g_c(or_neutral(ln_c_w, x, "ln_weight_c", ones_g)),
+        m(masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor()),
+        zc(v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g),
+        zh(v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor()) {}
+
+  static VariantFlags zoned(int64_t flags, const c10::optional<at::Tensor>& zone_c,
+                            const c10::optional<at::Tensor>& zone_h) {
+    VariantFlags f(flags);
+    f.zoned_c = zone_c.has_value();
+    f.zoned_h = zone_h.has_value();
+    return f;
+  }
+
+  std::vector<at::Tensor> forward(const at::Tensor& h0, const at::Tensor& c0,
+                                  const c10::optional<at::Tensor>& bias_in,
+                                  const c10::optional<at::Tensor>& ln_c_b, bool reverse) const;
+  std::vector<at::Tensor> backward(const at::Tensor& d_output_in, const at::Tensor& d_hn,
+                                   const at::Tensor& d_cn, bool reverse, int64_t flags,
+                                   const std::vector<at::Tensor>& cache) const;
+};
+
+template <typename T>
+std::vector<at::Tensor> VariantDirection<T>::forward(const at::Tensor& h0, const at::Tensor& c0,
+                                                     const c10::optional<at::Tensor>& bias_in,
+                                                     const c10::optional<at::Tensor>& ln_c_b,
+                                                     bool reverse) const {
   const at::Tensor bias = or_neutral(bias_in, x, "bias", zeros_g);  // (G,)
-  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);  // (3H,) used
-  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);  // (G,)
-  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);  // (G,)
-  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);  // (H,) used
   const at::Tensor b_c = or_neutral(ln_c_b, x, "ln_bias_c", zeros_g);  // (H,) used
-  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();  // (B, P)
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
-  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();  // (T, B, P)
 
   // the cache, in variant_bptt.CACHE's order (LN entries empty without layer norm)
   at::Tensor gates = buffer(packed, {T_, B, G}, opts), h_in = buffer(packed, {T_, B, P}, opts);
@@ -134,7 +164,6 @@ std::vector<at::Tensor> variant_forward_impl(
   }
 
   // the products of removed gates are skipped (whole column panels of them): their z stays zero
-  const std::vector<std::pair<int64_t, int64_t>> used = used_gate_columns(v, H);
   const auto is_used = [&](int64_t c0, int64_t c1) {  // whether columns [c0, c1) meet a used range
     for (const auto& [r0, r1] : used)
       if (c0 < r1 && r0 < c1) return true;
@@ -235,39 +264,12 @@ std::vector<at::Tensor> variant_forward_impl(
 }
 
 template <typename T>
-std::vector<at::Tensor> variant_backward_impl(
-    const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
-    const at::Tensor& x_in, const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
-    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
-    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
-    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& rec_mask,
-    const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
-    const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
-    const std::vector<at::Tensor>& cache) {
-  const at::Tensor x = x_in.contiguous();
-  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t H = d_cn.size(1), P = d_hn.size(1), G = 4 * H, TB = T_ * B;
-  VariantFlags v(flags);
-  v.zoned_c = zone_c.has_value();
-  v.zoned_h = zone_h.has_value();
-  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
-  const bool masked = rec_mask.has_value();
-  const auto opts = x.options();
-  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
+std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output_in,
+                                                      const at::Tensor& d_hn, const at::Tensor& d_cn,
+                                                      bool reverse, int64_t flags,
+                                                      const std::vector<at::Tensor>& cache) const {
   const int64_t groups = choose_row_groups(B, G, P);
-  const std::vector<std::pair<int64_t, int64_t>> used = used_gate_columns(v, H);
   const at::Tensor d_output = checked(d_output_in, x, "d_output");  // (T, B, P)
-  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
-  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
-  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
-  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
-  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);
-  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);
-  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);
-  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);
-  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
-  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();
   const char* names[] = {"gates", "h_in", "c_prev", "c_t", "act", "xhat_x",
                          "rstd_x", "xhat_h", "rstd_h", "chat", "rstd_c"};
   TORCH_CHECK(cache.size() == 11, "cache: expected 11 tensors, got ", cache.size());
@@ -395,7 +397,7 @@ std::vector<at::Tensor> variant_backward_impl(
     at::Tensor r = gates.narrow(2, 3 * H, H) * act;  // (T, B, H) F4 again
     d_w_hr = at::mm(dhat.view({TB, P}).t(), r.reshape({TB, H}));  // (P, H) B5
   }
-  at::Tensor d_peep = peephole.has_value() ? sums.narrow(0, G, 3 * H).clone() : at::empty({0}, opts);
+  at::Tensor d_peep = peephole_given ? sums.narrow(0, G, 3 * H).clone() : at::empty({0}, opts);
   at::Tensor d_ln_c_w = ln ? sums.narrow(0, G + 3 * H, H).clone() : at::empty({0}, opts);
   at::Tensor d_ln_c_b = ln ? sums.narrow(0, G + 4 * H, H).clone() : at::empty({0}, opts);
   return {dx, dh, dc, d_w_ih, d_w_hh, sums.narrow(0, 0, G).clone(), d_w_hr, d_peep,
@@ -421,11 +423,12 @@ std::vector<at::Tensor> variant_forward(
     const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
     bool reverse, int64_t flags) {
   check_variant_input(x);
+  const int64_t H = c0.size(1), P = h0.size(1);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_forward", [&] {
-    return variant_forward_impl<scalar_t>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
-                                          weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
-                                          ln_bias_c, recurrent_mask, zone_c, zone_h, batch_sizes,
-                                          reverse, flags);
+    const VariantDirection<scalar_t> d(x, H, P, flags, weight_ih, weight_hh, weight_hr,
+                                       weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
+                                       recurrent_mask, zone_c, zone_h, batch_sizes);
+    return d.forward(h0, c0, bias, ln_bias_c, reverse);
   });
 }
 
@@ -439,11 +442,12 @@ std::vector<at::Tensor> variant_backward(
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
     const std::vector<at::Tensor>& cache) {
   check_variant_input(x);
+  const int64_t H = d_cn.size(1), P = d_hn.size(1);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_backward", [&] {
-    return variant_backward_impl<scalar_t>(d_output, d_hn, d_cn, x, weight_ih, weight_hh,
-                                           weight_hr, weight_peephole, ln_weight_ih, ln_weight_hh,
-                                           ln_weight_c, recurrent_mask, zone_c, zone_h, batch_sizes,
-                                           reverse, flags, cache);
+    const VariantDirection<scalar_t> d(x, H, P, flags, weight_ih, weight_hh, weight_hr,
+                                       weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
+                                       recurrent_mask, zone_c, zone_h, batch_sizes);
+    return d.backward(d_output, d_hn, d_cn, reverse, flags, cache);
   });
 }
 
