@@ -191,9 +191,10 @@ inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restric
 
 // ---- the variants (variants.py's declaration, line for line; its labels and names) -------------
 // One row of a variant step, F2-F4 forward and B4-B2 backward, each line beside its derivative's
-// label. Every option is a loop-invariant bool: both sides of a choice are computed and one is kept,
-// so GCC still vectorizes the loops. An option that is off reads a neutral buffer instead (peepholes
-// 0, layer-norm gain 1 and bias 0, zoneout ζ 0), so no pointer is ever null.
+// label. Every option is a loop-invariant bool. In the scalar forms both sides of a choice are
+// computed and one is kept, so GCC still vectorizes the loops, and an option that is off reads a
+// neutral buffer (peepholes 0, layer-norm gain 1 and bias 0, zoneout ζ 0), so no pointer is ever
+// null; the 16-wide forms branch on it instead (always the same way), skipping what it removes.
 
 // Variant.flags (variants.py): PEEPHOLE, COUPLED, LAYER_NORM, then the five ablations.
 struct VariantFlags {
