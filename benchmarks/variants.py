@@ -2,7 +2,7 @@
 through the readable cell, on the CPU: docs/performance.md's variants table.
 
     python benchmarks/variants.py [--repeats 7] [--sample-ms 200] [--threads 1] [--clock cpu]
-        [--shapes 50,32,64,64 100,64,256,256] [--only peephole zoneout]
+        [--shapes 50,32,64,64 100,64,256,256] [--only peephole zoneout] [--floor]
 
 Each row times one variant's step against the plain LSTM (same sizes, same input) and against the same
 variant with backend="reference" (the readable loop, autograd), alternating sample by sample
@@ -11,7 +11,8 @@ variant with backend="reference" (the readable loop, autograd), alternating samp
 masks at every call, drawn inside the timed step as a training loop draws them). `--clock cpu` times
 with this thread's CPU time (time.thread_time) instead of the wall clock: with one torch thread the
 step runs on this thread alone, and the time other processes hold the cores is left out, which on a
-shared machine keeps the ratios far steadier.
+shared machine keeps the ratios far steadier. `--floor` prints instead each shape's GEMM work per
+training step (FLOPs), a bare torch.mm loop of the same products and our plain step (CPU time).
 """
 
 from __future__ import annotations
@@ -74,12 +75,57 @@ def compare_cpu(
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+def step_flops(T: int, B: int, I: int, H: int) -> dict[str, int]:
+    """The GEMM FLOPs of one training step of a one-layer LSTM (G = 4H, x without gradient): forward
+    W x and U h, backward dU, dW and dh = dz U (dx = dz W skipped)."""
+    G, TB = 4 * H, T * B
+    return {"W x": 2 * TB * G * I, "U h": 2 * TB * G * H, "dU": 2 * G * H * TB,
+            "dW": 2 * G * I * TB, "dz U": 2 * TB * G * H}  # fmt: skip
+
+
+def gemm_floor(T: int, B: int, I: int, H: int, repeats: int) -> tuple[float, float]:
+    """CPU seconds of a bare loop of the step's products with torch.mm, the same sizes: (1) as the
+    kernels run them, W x and the weight gradients once over all T B rows, U h and dz U once per step
+    (B rows each), (2) all five as single products over the T B rows. Medians of `repeats`."""
+    G, TB = 4 * H, T * B
+    x, h = torch.randn(TB, I), torch.randn(TB, H)
+    w, u, dz = torch.randn(I, G), torch.randn(H, G), torch.randn(TB, G)
+    u_t, out_g, out_h = u.t().contiguous(), torch.empty(B, G), torch.empty(B, H)
+
+    def stepwise() -> None:
+        torch.mm(x, w)  # W x, all steps
+        for t in range(T):
+            torch.mm(h[t * B : (t + 1) * B], u, out=out_g)  # U h_t
+        for t in range(T):
+            torch.mm(dz[t * B : (t + 1) * B], u_t, out=out_h)  # dz_t U
+        torch.mm(dz.t(), h)  # dU
+        torch.mm(dz.t(), x)  # dW
+
+    def whole() -> None:
+        torch.mm(x, w), torch.mm(h, u), torch.mm(dz, u_t), torch.mm(dz.t(), h), torch.mm(dz.t(), x)
+
+    times = []
+    for fn in (stepwise, whole):
+        fn()
+        samples = []
+        for _ in range(repeats):
+            start = time.thread_time()
+            fn()
+            samples.append(time.thread_time() - start)
+        times.append(statistics.median(samples))
+    return times[0], times[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--sample-ms", type=float, default=200.0)
     parser.add_argument("--shapes", nargs="+", default=["50,32,64,64", "100,64,256,256"])
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="instead: each shape's GEMM FLOPs per step, a bare torch.mm loop of them, our plain step",
+    )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
@@ -94,6 +140,28 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.floor:
+        print("| T, B, I, H | GFLOP / step | torch.mm, stepwise (ms) | torch.mm, whole (ms) | "
+              "plain step (ms) | GFLOP/s: stepwise, whole, plain |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
+        for shape in args.shapes:
+            T, B, I, H = (int(s) for s in shape.split(","))
+            flops = sum(step_flops(T, B, I, H).values())
+            stepwise, whole = gemm_floor(T, B, I, H, args.repeats)
+            torch.manual_seed(0)
+            x, plain = torch.randn(T, B, I), LSTM(I, H)
+            step = train_step(plain, x)
+            step()
+            samples = []
+            for _ in range(args.repeats):
+                start = time.thread_time()
+                step()
+                samples.append(time.thread_time() - start)
+            t_plain = statistics.median(samples)
+            rates = ", ".join(f"{flops / t / 1e9:.0f}" for t in (stepwise, whole, t_plain))
+            print(f"| {T}, {B}, {I}, {H} | {flops / 1e9:.2f} | {stepwise * 1e3:.1f} | "
+                  f"{whole * 1e3:.1f} | {t_plain * 1e3:.1f} | {rates} |", flush=True)  # fmt: skip
+        return
     print("| T, B, I, H | variant | step (ms) | / plain | autograd / ours |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:

@@ -65,10 +65,19 @@ def test_a_bidirectional_stack_of_variants_on_the_compiled_path_equals_the_reada
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
+REGULARIZERS = {  # (recurrent_dropout, zoneout): each alone, both, neither (the kernels branch on each)
+    "none": (0.0, 0.0),
+    "recurrent_dropout": (0.4, 0.0),
+    "zoneout": (0.0, (0.3, 0.5)),
+    "both": (0.4, (0.3, 0.5)),
+}
+
+
+@pytest.mark.parametrize("regularizers", list(REGULARIZERS))
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_the_16_wide_rows_equal_the_python_declaration(name):
+def test_the_16_wide_rows_equal_the_python_declaration(name, regularizers):
     """H = 20: cell.h's AVX-512 rows (16 units a time, where the build targets them) and their scalar
-    tail (4 units), float32, regularized, against the PyTorch-op kernels."""
+    tail (4 units), float32, with and without each regularizer, against the PyTorch-op kernels."""
     v = VARIANTS[name]
     T_, B_, I_, H_ = 5, 4, 3, 20
     g = torch.Generator().manual_seed(7)
@@ -83,7 +92,8 @@ def test_the_16_wide_rows_equal_the_python_declaration(name):
     )  # fmt: skip
     x, h0, c0 = rand(T_, B_, I_), rand(B_, H_), rand(B_, H_)
     torch.manual_seed(3)
-    opts = CellOptions.of(recurrent_dropout=0.4, zoneout=(0.3, 0.5))
+    p_rec, zoneout = REGULARIZERS[regularizers]
+    opts = CellOptions.of(recurrent_dropout=p_rec, zoneout=zoneout)
     m = opts.masks(torch.zeros(()), T_, B_, H_, H_, training=True)
     inputs = leaves(x, h0, c0, w)
     compiled = variant_lstm_sequence(x, h0, c0, w, v, m)
@@ -196,3 +206,39 @@ def test_eager_autograd_runs_the_function_and_equals_the_operators_registration(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for a, b in zip(grads_of(eager, inputs), grads_of(registered, inputs), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name", ["NIG", "NFG", "NOG", "coupled", "NIG+NFG+NOG", "coupled+NOG+NIAF"]
+)
+def test_removed_gates_products_are_skipped_and_their_weights_get_no_gradient(name):
+    """H = 64: each gate's block of 4H is a whole column panel, which the compiled forward skips for
+    a removed gate (and the backward's products skip its zero dz). Results and gradients equal the
+    PyTorch-op kernels'; the removed gates' weight rows get exactly zero gradient, as through the
+    readable loop (whose gate ignores them)."""
+    v = VARIANTS[name]
+    T_, B_, I_, H_ = 3, 5, 4, 64
+    g = torch.Generator().manual_seed(13)
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=g) * 0.3).requires_grad_()
+
+    w = VariantWeights(rand(4 * H_, I_), rand(4 * H_, H_), rand(4 * H_))
+    x, h0, c0 = rand(T_, B_, I_), rand(B_, H_), rand(B_, H_)
+    m = CellOptions().masks(x, T_, B_, H_, H_, training=False)
+    inputs = leaves(x, h0, c0, w)
+    compiled = variant_lstm_sequence(x, h0, c0, w, v, m, None, False)
+    with native.python_kernels_only():
+        python = variant_lstm_sequence(x, h0, c0, w, v, m, None, False)
+    for a, b in zip(compiled, python, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+    grads = grads_of(compiled, inputs)
+    for a, b in zip(grads, grads_of(python, inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-4 * max(1.0, b.abs().max().item()))
+    removed = {"input_gate": 0, "forget_gate": 1, "output_gate": 3}
+    blocks = [removed[a] for a in v.ablate if a in removed] + [1] * v.coupled
+    d_w_ih, d_w_hh = grads[3], grads[4]
+    assert blocks
+    for q in blocks:
+        assert d_w_ih[q * H_ : (q + 1) * H_].abs().max() == 0
+        assert d_w_hh[q * H_ : (q + 1) * H_].abs().max() == 0

@@ -21,6 +21,7 @@ at a step (packed batches) keep their state; their cache rows stay zero, as in b
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import ModuleType
 
@@ -169,8 +170,14 @@ def kernels_for(x: Tensor) -> ModuleType:
     variant_backward), else this module's PyTorch ops (CUDA included: no Triton variant kernels)."""
     compiled = native.compiled()
     if x.device.type == "cpu" and compiled is not None and hasattr(compiled, "variant_forward"):
-        return _Compiled(compiled)  # type: ignore[return-value]
+        return _compiled_for(compiled)  # type: ignore[return-value]
     return sys.modules[__name__]
+
+
+@functools.cache
+def _compiled_for(module: ModuleType) -> _Compiled:
+    """One wrapper per extension module (made once: kernels_for runs at every call)."""
+    return _Compiled(module)
 
 
 class _Compiled:

@@ -24,9 +24,13 @@ _LIBRARY = torch.library.Library("lstmbyhand", "FRAGMENT")
 N_WEIGHTS = 9  # weight_ih, weight_hh, bias, weight_hr, weight_peephole, ln_* (VariantWeights)
 
 
+_KERNELS: dict = {}  # operator name -> its Python kernel (what the operator runs, uncalled-through)
+
+
 def _operator(fn):
     _LIBRARY.define(fn.__name__ + torch.library.infer_schema(fn, mutates_args=()))
     _LIBRARY.impl(fn.__name__, fn, "CompositeExplicitAutograd")
+    _KERNELS[fn.__name__] = fn
     return getattr(torch.ops.lstmbyhand, fn.__name__)
 
 
@@ -138,7 +142,7 @@ def _readable_grads(ctx, primals, masks, batch_sizes, d_outs):
     return full
 
 
-def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
+def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads, direct=False):
     d_output, d_hn, d_cn = (
         torch.zeros(shape, dtype=dtype, device=device) if d is None else d
         for d, (shape, dtype, device) in zip((d_output, d_hn, d_cn), ctx.out_like, strict=True)
@@ -152,7 +156,8 @@ def _backward(ctx, d_output, d_hn, d_cn, *_cache_grads):
         x, _, _, w_ih, w_hh, _, w_hr, w_p, ln_ih, ln_hh, ln_c, _ = primals
         # an input x without gradient (a first layer's data) skips dx's product
         flags = ctx.flags | (0 if ctx.needs_input_grad[0] else variant_bptt.NO_DX)
-        grads = torch.ops.lstmbyhand.variant_backward(
+        backward = _KERNELS["variant_backward"] if direct else torch.ops.lstmbyhand.variant_backward
+        grads = backward(
             d_output, d_hn, d_cn, x, w_ih, w_hh, w_hr, w_p, ln_ih, ln_hh, ln_c, *masks,
             batch_sizes, ctx.reverse, flags, *cache,
         )  # fmt: skip
@@ -171,18 +176,20 @@ class _EagerDirection(torch.autograd.Function):
     registration (`register_autograd` above). The registration's autograd kernel re-binds the
     operator's 18 arguments to its schema on every call (`torch._library.utils.fill_defaults`, which
     reads `schema.arguments` once per argument); this Function, old-style (forward with ctx, so that
-    `apply` binds no signature either), calls the operator below autograd instead. Used only where
-    nothing else looks at the graph (no torch.compile, tracing or torch.func transform)."""
+    `apply` binds no signature either), calls the operators' Python kernels themselves (`_KERNELS`),
+    forward and backward: through the dispatcher each call would pass the autograd key's kernel
+    and a redispatch first, for the same function with the same arguments. Used only where nothing
+    else looks at the graph (no torch.compile, tracing or torch.func transform)."""
 
     @staticmethod
     def forward(ctx, *inputs):
-        output = torch.ops.lstmbyhand.variant_forward(*inputs)
+        output = _KERNELS["variant_forward"](*inputs)
         _setup_context(ctx, inputs, output)
         return output
 
     @staticmethod
     def backward(ctx, *grads):
-        return _backward(ctx, *grads)
+        return _backward(ctx, *grads, direct=True)
 
 
 def _eager(tensors: tuple) -> bool:

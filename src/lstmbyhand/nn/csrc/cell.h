@@ -191,9 +191,10 @@ inline void cell_backward(int64_t H, const T* __restrict__ a, const T* __restric
 
 // ---- the variants (variants.py's declaration, line for line; its labels and names) -------------
 // One row of a variant step, F2-F4 forward and B4-B2 backward, each line beside its derivative's
-// label. Every option is a loop-invariant bool: both sides of a choice are computed and one is kept,
-// so GCC still vectorizes the loops. An option that is off reads a neutral buffer instead (peepholes
-// 0, layer-norm gain 1 and bias 0, zoneout ζ 0), so no pointer is ever null.
+// label. Every option is a loop-invariant bool. In the scalar forms both sides of a choice are
+// computed and one is kept, so GCC still vectorizes the loops, and an option that is off reads a
+// neutral buffer (peepholes 0, layer-norm gain 1 and bias 0, zoneout ζ 0), so no pointer is ever
+// null; the 16-wide forms branch on it instead (always the same way), skipping what it removes.
 
 // Variant.flags (variants.py): PEEPHOLE, COUPLED, LAYER_NORM, then the five ablations.
 struct VariantFlags {
@@ -314,49 +315,55 @@ __attribute__((always_inline)) inline T layer_norm_stats(int64_t n, const T* __r
   return T(1) / std::sqrt(sq / T(n) + T(kLayerNormEps));
 }
 
-// LN(a) = (a - mean a) / std a over n values: xhat (n), returns 1/std. xhat may be a itself (in
-// place: each entry is read before it is written, at the same index, so the two may alias).
-template <typename T>
-inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
+// LN(a) = (a - mean a) / std a over n values, handed on as it is made: put16(k, LN(a) at k..k+15)
+// over the row's 16-wide blocks (float on AVX-512), put(k, LN(a)_k) over the rest; returns 1/std.
+// Each entry of a is read before put gets it, so put may write over a at the same index.
+template <typename T, typename Put16, typename Put>
+inline T layer_norm_each(int64_t n, const T* a, const Put16& put16, const Put& put) {
   T mean;
   const T rstd = layer_norm_stats(n, a, &mean);
   int64_t k = 0;
 #if defined(LSTMBYHAND_AVX512)
   if constexpr (std::is_same_v<T, float>) {
     const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
-    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(xhat + k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
+    for (; k + 16 <= n; k += 16) put16(k, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(a + k), m), r));
   }
 #endif
-  for (; k < n; ++k) xhat[k] = (a[k] - mean) * rstd;
+  for (; k < n; ++k) put(k, (a[k] - mean) * rstd);
   return rstd;
 }
 
-// F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h + b,
-// from xhat_x = LN(a_x) (n); xhat_h (n) gets LN(a_h); returns 1/std(a_h).
+// LN(a) into xhat (n), returns 1/std. xhat may be a itself (in place).
+template <typename T>
+inline T layer_norm_row(int64_t n, const T* a, T* xhat) {
+#if defined(LSTMBYHAND_AVX512)
+  const auto put16 = [&](int64_t k, __m512 x) { _mm512_storeu_ps(xhat + k, x); };
+#else
+  const auto put16 = [](int64_t, T) {};  // no 16-wide form
+#endif
+  return layer_norm_each(n, a, put16, [&](int64_t k, T x) { xhat[k] = x; });
+}
+
+// F1 with layer norm for one row of n = 4H: z holds a_h = U h_in and gets LN(a_x) γ_x + LN(a_h) γ_h
+// (the bias is added with F2, in variant_cell_forward), from xhat_x = LN(a_x) (n); xhat_h (n) gets
+// LN(a_h); returns 1/std(a_h).
 template <typename T>
 inline T layer_norm_gates_row(int64_t n, T* __restrict__ z, const T* __restrict__ xhat_x,
                               const T* __restrict__ gamma_x, const T* __restrict__ gamma_h,
-                              const T* __restrict__ b, T* __restrict__ xhat_h) {
-  T mean;
-  const T rstd = layer_norm_stats(n, z, &mean);
-  int64_t k = 0;
+                              T* __restrict__ xhat_h) {
 #if defined(LSTMBYHAND_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512 m = _mm512_set1_ps(mean), r = _mm512_set1_ps(rstd);
-    for (; k + 16 <= n; k += 16) {
-      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(z + k), m), r);  // LN(a_h)
-      _mm512_storeu_ps(xhat_h + k, xh);
-      _mm512_storeu_ps(z + k, _mm512_fmadd_ps(_mm512_loadu_ps(xhat_x + k), _mm512_loadu_ps(gamma_x + k),
-                                              _mm512_fmadd_ps(xh, _mm512_loadu_ps(gamma_h + k),
-                                                              _mm512_loadu_ps(b + k))));
-    }
-  }
+  const auto put16 = [&](int64_t k, __m512 xh) {  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h
+    _mm512_storeu_ps(xhat_h + k, xh);
+    _mm512_storeu_ps(z + k, _mm512_fmadd_ps(_mm512_loadu_ps(xhat_x + k), _mm512_loadu_ps(gamma_x + k),
+                                            _mm512_mul_ps(xh, _mm512_loadu_ps(gamma_h + k))));
+  };
+#else
+  const auto put16 = [](int64_t, T) {};  // no 16-wide form
 #endif
-  for (; k < n; ++k) {
-    xhat_h[k] = (z[k] - mean) * rstd;  // F1: LN(a_h)
-    z[k] = xhat_x[k] * gamma_x[k] + (xhat_h[k] * gamma_h[k] + b[k]);  // F1: LN(a_x) γ_x + LN(a_h) γ_h + b
-  }
-  return rstd;
+  return layer_norm_each(n, z, put16, [&](int64_t k, T xh) {
+    xhat_h[k] = xh;
+    z[k] = xhat_x[k] * gamma_x[k] + xh * gamma_h[k];
+  });
 }
 
 // B1 with layer norm for one row of n = 4H: from dz (n) and each side's gain γ, xhat = LN(a) and
@@ -472,62 +479,27 @@ inline void layer_norm_backward_row(int64_t n, T* __restrict__ d, const T* __res
   for (; k < n; ++k) d[k] = (d[k] - mean_d - xhat[k] * mean_dx) * rstd;
 }
 
-// The forward of one row. z: the 4H pre-activations (F1 done, bias included, no peepholes); p: the
-// peepholes p_i | p_f | p_o (3H); zc: ζ_c (H); ln_w, ln_b: γ_c, β_c (H); c: c_{t-1} in, c_t out.
+// The forward of one row. z: the 4H pre-activations of F1 without the bias, b (4H) (no peepholes);
+// p: the peepholes p_i | p_f | p_o (3H); zc: ζ_c (H); ln_w, ln_b: γ_c, β_c (H); c: c_{t-1} in, c_t out.
 // Writes the cache row (a: gates i | f | g | o; cp: c_{t-1}; ct: c_t; act: a; chat: LN(c_t) and
 // *rstd_c with layer_norm) and r = o ⊙ a (H).
 template <typename T>
 inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __restrict__ z,
-                                 const T* __restrict__ p, const T* __restrict__ zc,
+                                 const T* __restrict__ b, const T* __restrict__ p, const T* __restrict__ zc,
                                  const T* __restrict__ ln_w, const T* __restrict__ ln_b,
                                  T* __restrict__ c, T* __restrict__ a, T* __restrict__ cp,
                                  T* __restrict__ ct, T* __restrict__ act, T* __restrict__ chat,
                                  T* __restrict__ rstd_c, T* __restrict__ r) {
   const bool no_i = v.no_i, no_f = v.no_f, coupled = v.coupled, no_g = v.no_g_act,
              zoned = v.zoned_c, no_o = v.no_o, no_a = v.no_c_act, ln = v.layer_norm;
-  int64_t k = 0;
-#if defined(LSTMBYHAND_AVX512)
-  // The loops below, 16 units at a time (GCC does not vectorize their option selects): an option is
-  // a loop-invariant mask, all lanes or none, and a blend keeps one side of its choice.
-  [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f);
-  if constexpr (std::is_same_v<T, float>) {
-    const __mmask16 m_no_i = all_or_none(no_i), m_no_f = all_or_none(no_f),
-                    m_coupled = all_or_none(coupled), m_no_g = all_or_none(no_g),
-                    m_zoned = all_or_none(zoned);
-    for (; k + 16 <= H; k += 16) {
-      const __m512 c_prev = _mm512_loadu_ps(c + k);
-      const __m512 i = _mm512_mask_blend_ps(
-          m_no_i, sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + k), c_prev, _mm512_loadu_ps(z + k))),
-          one);  // F2 (peephole p_i; NIG)
-      const __m512 f_own = _mm512_mask_blend_ps(
-          m_no_f,
-          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + H + k), c_prev, _mm512_loadu_ps(z + H + k))),
-          one);  // F2 (peephole p_f; NFG)
-      const __m512 f = _mm512_mask_blend_ps(m_coupled, f_own, _mm512_sub_ps(one, i));  // F2 (CIFG)
-      const __m512 z_g = _mm512_loadu_ps(z + 2 * H + k);
-      const __m512 g = _mm512_mask_blend_ps(m_no_g, tanh16(z_g), z_g);  // F2 (NIAF)
-      const __m512 c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
-      const __m512 zeta = _mm512_loadu_ps(zc + k);
-      const __m512 c_t = _mm512_mask_blend_ps(
-          m_zoned, c_new,
-          _mm512_fmadd_ps(zeta, c_prev, _mm512_mul_ps(_mm512_sub_ps(one, zeta), c_new)));  // F3: zoneout
-      _mm512_storeu_ps(a + k, i);
-      _mm512_storeu_ps(a + H + k, f);
-      _mm512_storeu_ps(a + 2 * H + k, g);
-      _mm512_storeu_ps(cp + k, c_prev);
-      _mm512_storeu_ps(ct + k, c_t);
-      _mm512_storeu_ps(c + k, c_t);
-    }
-  }
-#endif
-#pragma GCC ivdep
-  for (int64_t k0 = k; k0 < H; ++k0) {
-    const int64_t k = k0;
+  // F2-F3 at unit k: writes the cache's i, f, g, c_{t-1}, c_t and c; returns c_t
+  const auto f2_f3 = [&](int64_t k) {
     const T c_prev = c[k];
-    const T i = no_i ? T(1) : sigmoid(z[k] + p[k] * c_prev);  // F2 (peephole p_i; NIG)
-    const T f_own = sigmoid(z[H + k] + p[H + k] * c_prev);  // F2 (peephole p_f)
+    const T i = no_i ? T(1) : sigmoid((z[k] + b[k]) + p[k] * c_prev);  // F2 (peephole p_i; NIG)
+    const T f_own = sigmoid((z[H + k] + b[H + k]) + p[H + k] * c_prev);  // F2 (peephole p_f)
     const T f = coupled ? T(1) - i : (no_f ? T(1) : f_own);  // F2 (CIFG; NFG)
-    const T g = no_g ? z[2 * H + k] : tanh_act(z[2 * H + k]);  // F2 (NIAF)
+    const T z_g = z[2 * H + k] + b[2 * H + k];
+    const T g = no_g ? z_g : tanh_act(z_g);  // F2 (NIAF)
     const T c_new = f * c_prev + i * g;  // F3
     const T c_t = zoned ? zc[k] * c_prev + (T(1) - zc[k]) * c_new : c_new;  // F3: zoneout
     a[k] = i;
@@ -536,44 +508,91 @@ inline void variant_cell_forward(int64_t H, const VariantFlags& v, const T* __re
     cp[k] = c_prev;
     ct[k] = c_t;
     c[k] = c_t;
-  }
-  if (ln) *rstd_c = layer_norm_row(H, ct, chat);  // F4: LN(c_t)
-  k = 0;
-#if defined(LSTMBYHAND_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    const __mmask16 m_no_o = all_or_none(no_o), m_no_a = all_or_none(no_a), m_ln = all_or_none(ln);
-    for (; k + 16 <= H; k += 16) {
-      const __m512 c_t = _mm512_loadu_ps(ct + k);
-      const __m512 o = _mm512_mask_blend_ps(
-          m_no_o,
-          sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(p + 2 * H + k), c_t, _mm512_loadu_ps(z + 3 * H + k))),
-          one);  // F4 (peephole p_o; NOG)
-      const __m512 s = _mm512_mask_blend_ps(
-          m_ln, c_t,
-          _mm512_fmadd_ps(_mm512_loadu_ps(chat + k), _mm512_loadu_ps(ln_w + k),
-                          _mm512_loadu_ps(ln_b + k)));  // F4 (layer_norm)
-      const __m512 a_k = _mm512_mask_blend_ps(m_no_a, tanh16(s), s);  // F4 (NOAF)
-      _mm512_storeu_ps(a + 3 * H + k, o);
-      _mm512_storeu_ps(act + k, a_k);
-      _mm512_storeu_ps(r + k, _mm512_mul_ps(o, a_k));  // F4
-    }
-  }
-#endif
-#pragma GCC ivdep
-  for (int64_t k0 = k; k0 < H; ++k0) {
-    const int64_t k = k0;
-    const T o = no_o ? T(1) : sigmoid(z[3 * H + k] + p[2 * H + k] * ct[k]);  // F4 (peephole p_o; NOG)
-    const T s = ln ? chat[k] * ln_w[k] + ln_b[k] : ct[k];  // F4 (layer_norm)
+    return c_t;
+  };
+  // F4 at unit k from c_t (and LN(c_t) in chat with layer_norm): writes o, a and r
+  const auto f4 = [&](int64_t k, T c_t) {
+    const T o = no_o ? T(1) : sigmoid((z[3 * H + k] + b[3 * H + k]) + p[2 * H + k] * c_t);  // F4 (p_o; NOG)
+    const T s = ln ? chat[k] * ln_w[k] + ln_b[k] : c_t;  // F4 (layer_norm)
     const T a_k = no_a ? s : tanh_act(s);  // F4 (NOAF)
     a[3 * H + k] = o;
     act[k] = a_k;
     r[k] = o * a_k;  // F4
+  };
+  const int64_t w = wide_part<T>(H);  // units of the 16-wide forms, below (float on AVX-512)
+#if defined(LSTMBYHAND_AVX512)
+  // The same lines, 16 units at a time. An option is a loop-invariant bool: each choice is a branch
+  // that always goes the same way, so a removed gate or activation costs no exp, and an absent
+  // peephole or zoneout mask is not read (the neutral buffers stay untouched).
+  [[maybe_unused]] const __m512 one = _mm512_set1_ps(1.0f);
+  [[maybe_unused]] const bool peep = v.peephole;
+  [[maybe_unused]] const auto zb = [&](int64_t i) {  // z + b at i..i+15 (F1's bias)
+    return _mm512_add_ps(_mm512_loadu_ps(z + i), _mm512_loadu_ps(b + i));
+  };
+  // z + b + p ⊙ c at i..i+15 (peephole p at pi; without peepholes z + b)
+  [[maybe_unused]] const auto zbp = [&](int64_t i, int64_t pi, __m512 c_k) {
+    return peep ? _mm512_fmadd_ps(_mm512_loadu_ps(p + pi), c_k, zb(i)) : zb(i);
+  };
+  [[maybe_unused]] const auto f2_f3_16 = [&](int64_t k) {
+    const __m512 c_prev = _mm512_loadu_ps(c + k);
+    const __m512 i = no_i ? one : sigmoid16(zbp(k, k, c_prev));  // F2 (peephole p_i; NIG)
+    const __m512 f = coupled ? _mm512_sub_ps(one, i)  // F2 (CIFG)
+                     : no_f  ? one                    // F2 (NFG)
+                             : sigmoid16(zbp(H + k, H + k, c_prev));  // F2 (peephole p_f)
+    const __m512 z_g = zb(2 * H + k);
+    const __m512 g = no_g ? z_g : tanh16(z_g);  // F2 (NIAF)
+    const __m512 c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));  // F3
+    __m512 c_t = c_new;
+    if (zoned) {  // F3: zoneout
+      const __m512 zeta = _mm512_loadu_ps(zc + k);
+      c_t = _mm512_fmadd_ps(zeta, c_prev, _mm512_mul_ps(_mm512_sub_ps(one, zeta), c_new));
+    }
+    _mm512_storeu_ps(a + k, i);
+    _mm512_storeu_ps(a + H + k, f);
+    _mm512_storeu_ps(a + 2 * H + k, g);
+    _mm512_storeu_ps(cp + k, c_prev);
+    _mm512_storeu_ps(ct + k, c_t);
+    _mm512_storeu_ps(c + k, c_t);
+    return c_t;
+  };
+  [[maybe_unused]] const auto f4_16 = [&](int64_t k, __m512 c_t) {
+    const __m512 o = no_o ? one : sigmoid16(zbp(3 * H + k, 2 * H + k, c_t));  // F4 (p_o; NOG)
+    const __m512 s = ln ? _mm512_fmadd_ps(_mm512_loadu_ps(chat + k), _mm512_loadu_ps(ln_w + k),
+                                          _mm512_loadu_ps(ln_b + k))  // F4 (layer_norm)
+                        : c_t;
+    const __m512 a_k = no_a ? s : tanh16(s);  // F4 (NOAF)
+    _mm512_storeu_ps(a + 3 * H + k, o);
+    _mm512_storeu_ps(act + k, a_k);
+    _mm512_storeu_ps(r + k, _mm512_mul_ps(o, a_k));  // F4
+  };
+#endif
+  if (ln) {  // F4 needs LN over the whole row of c_t: F2-F3 first, then F4
+#if defined(LSTMBYHAND_AVX512)
+    if constexpr (std::is_same_v<T, float>)
+      for (int64_t k = 0; k < w; k += 16) f2_f3_16(k);
+#endif
+#pragma GCC ivdep
+    for (int64_t k = w; k < H; ++k) f2_f3(k);
+    *rstd_c = layer_norm_row(H, ct, chat);  // F4: LN(c_t)
+#if defined(LSTMBYHAND_AVX512)
+    if constexpr (std::is_same_v<T, float>)
+      for (int64_t k = 0; k < w; k += 16) f4_16(k, _mm512_loadu_ps(ct + k));
+#endif
+#pragma GCC ivdep
+    for (int64_t k = w; k < H; ++k) f4(k, ct[k]);
+  } else {  // F2-F4 in one pass
+#if defined(LSTMBYHAND_AVX512)
+    if constexpr (std::is_same_v<T, float>)
+      for (int64_t k = 0; k < w; k += 16) f4_16(k, f2_f3_16(k));
+#endif
+#pragma GCC ivdep
+    for (int64_t k = w; k < H; ++k) f4(k, f2_f3(k));
   }
 }
 
 // The backward of one row, B4-B2: from the cache row (a, cp, ct, act, chat, rstd_c), p, zc, ln_w and
 // dr (H), dz (4H) and dc: dc_t's later part in, dc_{t-1} out; sums db (4H), dp (3H), dln_w, dln_b
-// (H); ds (H) is scratch.
+// (H, with layer_norm only); ds (H) is scratch (with layer_norm only).
 template <typename T>
 inline void variant_cell_backward(int64_t H, const VariantFlags& v, const T* __restrict__ a,
                                   const T* __restrict__ cp, const T* __restrict__ ct,
@@ -585,60 +604,84 @@ inline void variant_cell_backward(int64_t H, const VariantFlags& v, const T* __r
                                   T* __restrict__ ds) {
   const bool no_i = v.no_i, no_f = v.no_f || v.coupled, coupled = v.coupled, no_g = v.no_g_act,
              zoned = v.zoned_c, no_o = v.no_o, no_a = v.no_c_act, ln = v.layer_norm;
-#pragma GCC ivdep
-  for (int64_t k = 0; k < H; ++k) {
+  // B4: ds = dr ⊙ o ⊙ (1 - a²) (NOAF: dr ⊙ o). With layer norm, a pass of its own first (LN' needs
+  // the whole row): ds becomes LN'(ds γ_c) in ds, dγ_c and dβ_c are summed; without, the loops below
+  // compute ds themselves.
+  const auto ds_of = [&](int64_t k) {
     const T o = a[3 * H + k], a_k = act[k];
-    const T d = no_a ? dr[k] * o : dr[k] * o * (T(1) - a_k * a_k);  // B4 (NOAF)
-    dln_w[k] += d * chat[k];  // B4: dγ_c (layer_norm)
-    dln_b[k] += d;  // B4: dβ_c
-    ds[k] = ln ? d * ln_w[k] : d;
+    return no_a ? dr[k] * o : dr[k] * o * (T(1) - a_k * a_k);  // B4 (NOAF)
+  };
+  if (ln) {
+#pragma GCC ivdep
+    for (int64_t k = 0; k < H; ++k) {
+      const T d = ds_of(k);
+      dln_w[k] += d * chat[k];  // B4: dγ_c (layer_norm)
+      dln_b[k] += d;  // B4: dβ_c
+      ds[k] = d * ln_w[k];
+    }
+    layer_norm_backward_row(H, ds, chat, rstd_c);  // B4: LN'
   }
-  if (ln) layer_norm_backward_row(H, ds, chat, rstd_c);  // B4: LN'
   int64_t k = 0;
 #if defined(LSTMBYHAND_AVX512)
-  if constexpr (std::is_same_v<T, float>) {  // the loop below, 16 units at a time (as the forward)
+  if constexpr (std::is_same_v<T, float>) {  // the loop below, 16 units at a time, an option a branch
+    const bool peep = v.peephole;  // that always goes the same way (as the forward)
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    const __mmask16 m_no_i = all_or_none(no_i), m_no_f = all_or_none(no_f),
-                    m_coupled = all_or_none(coupled), m_no_g = all_or_none(no_g),
-                    m_zoned = all_or_none(zoned), m_no_o = all_or_none(no_o);
+    const auto add_to = [](T* sum, __m512 value) {
+      _mm512_storeu_ps(sum, _mm512_add_ps(_mm512_loadu_ps(sum), value));
+    };
+    const auto add_product = [](T* sum, __m512 x, __m512 y) {  // sum += x y
+      _mm512_storeu_ps(sum, _mm512_fmadd_ps(x, y, _mm512_loadu_ps(sum)));
+    };
     for (; k + 16 <= H; k += 16) {
       const __m512 i = _mm512_loadu_ps(a + k), f = _mm512_loadu_ps(a + H + k);
       const __m512 g = _mm512_loadu_ps(a + 2 * H + k), o = _mm512_loadu_ps(a + 3 * H + k);
-      const __m512 c_prev = _mm512_loadu_ps(cp + k), zeta = _mm512_loadu_ps(zc + k);
-      const __m512 p_i = _mm512_loadu_ps(p + k), p_f = _mm512_loadu_ps(p + H + k);
-      const __m512 p_o = _mm512_loadu_ps(p + 2 * H + k);
-      const __m512 d_o = _mm512_mul_ps(_mm512_loadu_ps(dr + k), _mm512_loadu_ps(act + k));  // B4
-      const __m512 dz_o = _mm512_mask_blend_ps(
-          m_no_o, _mm512_mul_ps(_mm512_mul_ps(d_o, o), _mm512_sub_ps(one, o)), zero);  // B4 (NOG)
-      const __m512 dc_t = _mm512_fmadd_ps(
-          dz_o, p_o, _mm512_add_ps(_mm512_loadu_ps(dc + k), _mm512_loadu_ps(ds + k)));  // B4 (p_o)
-      _mm512_storeu_ps(dp + 2 * H + k,
-                       _mm512_fmadd_ps(dz_o, _mm512_loadu_ps(ct + k), _mm512_loadu_ps(dp + 2 * H + k)));
-      const __m512 dc_hat =
-          _mm512_mask_blend_ps(m_zoned, dc_t, _mm512_mul_ps(_mm512_sub_ps(one, zeta), dc_t));  // B3
+      const __m512 c_prev = _mm512_loadu_ps(cp + k);
+      const __m512 d_r = _mm512_loadu_ps(dr + k), a_k = _mm512_loadu_ps(act + k);
+      const __m512 d_o = _mm512_mul_ps(d_r, a_k);  // B4
+      const __m512 dz_o =
+          no_o ? zero : _mm512_mul_ps(_mm512_mul_ps(d_o, o), _mm512_sub_ps(one, o));  // B4 (NOG)
+      __m512 d_s;  // B4: ds (layer_norm: LN'(ds γ_c), from the pass above)
+      if (ln) {
+        d_s = _mm512_loadu_ps(ds + k);
+      } else {
+        const __m512 dr_o = _mm512_mul_ps(d_r, o);
+        d_s = no_a ? dr_o : _mm512_mul_ps(dr_o, _mm512_fnmadd_ps(a_k, a_k, one));  // (NOAF)
+      }
+      __m512 dc_t = _mm512_add_ps(_mm512_loadu_ps(dc + k), d_s);  // B4
+      if (peep) {
+        dc_t = _mm512_fmadd_ps(dz_o, _mm512_loadu_ps(p + 2 * H + k), dc_t);  // B4 (p_o)
+        add_product(dp + 2 * H + k, dz_o, _mm512_loadu_ps(ct + k));  // B4: dp_o
+      }
+      __m512 dc_hat = dc_t, keep = zero;  // B3: zoneout
+      if (zoned) {
+        const __m512 zeta = _mm512_loadu_ps(zc + k);
+        dc_hat = _mm512_mul_ps(_mm512_sub_ps(one, zeta), dc_t);
+        keep = _mm512_mul_ps(zeta, dc_t);
+      }
       const __m512 di_own = _mm512_mul_ps(dc_hat, g), df = _mm512_mul_ps(dc_hat, c_prev);  // B3
       const __m512 dg = _mm512_mul_ps(dc_hat, i);  // B3
-      const __m512 di = _mm512_mask_blend_ps(m_coupled, di_own, _mm512_sub_ps(di_own, df));  // f = 1 - i
-      const __m512 dz_i = _mm512_mask_blend_ps(
-          m_no_i, _mm512_mul_ps(_mm512_mul_ps(di, i), _mm512_sub_ps(one, i)), zero);  // B2 (NIG)
-      const __m512 dz_f = _mm512_mask_blend_ps(
-          m_no_f, _mm512_mul_ps(_mm512_mul_ps(df, f), _mm512_sub_ps(one, f)), zero);  // B2 (NFG)
-      const __m512 dz_g =
-          _mm512_mask_blend_ps(m_no_g, _mm512_mul_ps(dg, _mm512_fnmadd_ps(g, g, one)), dg);  // B2
-      const __m512 keep = _mm512_mask_blend_ps(m_zoned, zero, _mm512_mul_ps(zeta, dc_t));
-      const __m512 dc_prev = _mm512_fmadd_ps(
-          dz_f, p_f, _mm512_fmadd_ps(dz_i, p_i, _mm512_fmadd_ps(dc_hat, f, keep)));  // B3, B2
+      const __m512 di = coupled ? _mm512_sub_ps(di_own, df) : di_own;  // B3: f = 1 - i
+      const __m512 dz_i =
+          no_i ? zero : _mm512_mul_ps(_mm512_mul_ps(di, i), _mm512_sub_ps(one, i));  // B2 (NIG)
+      const __m512 dz_f =
+          no_f ? zero : _mm512_mul_ps(_mm512_mul_ps(df, f), _mm512_sub_ps(one, f));  // B2 (NFG)
+      const __m512 dz_g = no_g ? dg : _mm512_mul_ps(dg, _mm512_fnmadd_ps(g, g, one));  // B2 (NIAF)
+      __m512 dc_prev = _mm512_fmadd_ps(dc_hat, f, keep);  // B3
+      if (peep) {  // B2: peepholes
+        dc_prev = _mm512_fmadd_ps(dz_f, _mm512_loadu_ps(p + H + k),
+                                  _mm512_fmadd_ps(dz_i, _mm512_loadu_ps(p + k), dc_prev));
+        add_product(dp + k, dz_i, c_prev);  // dp_i
+        add_product(dp + H + k, dz_f, c_prev);  // dp_f
+      }
       _mm512_storeu_ps(dc + k, dc_prev);
-      _mm512_storeu_ps(dp + k, _mm512_fmadd_ps(dz_i, c_prev, _mm512_loadu_ps(dp + k)));  // dp_i
-      _mm512_storeu_ps(dp + H + k, _mm512_fmadd_ps(dz_f, c_prev, _mm512_loadu_ps(dp + H + k)));
       _mm512_storeu_ps(dz + k, dz_i);
       _mm512_storeu_ps(dz + H + k, dz_f);
       _mm512_storeu_ps(dz + 2 * H + k, dz_g);
       _mm512_storeu_ps(dz + 3 * H + k, dz_o);
-      _mm512_storeu_ps(db + k, _mm512_add_ps(_mm512_loadu_ps(db + k), dz_i));  // B1: db = Σ dz
-      _mm512_storeu_ps(db + H + k, _mm512_add_ps(_mm512_loadu_ps(db + H + k), dz_f));
-      _mm512_storeu_ps(db + 2 * H + k, _mm512_add_ps(_mm512_loadu_ps(db + 2 * H + k), dz_g));
-      _mm512_storeu_ps(db + 3 * H + k, _mm512_add_ps(_mm512_loadu_ps(db + 3 * H + k), dz_o));
+      if (!no_i) add_to(db + k, dz_i);  // B1: db = Σ dz (nothing to add for a removed gate)
+      if (!no_f) add_to(db + H + k, dz_f);
+      add_to(db + 2 * H + k, dz_g);
+      if (!no_o) add_to(db + 3 * H + k, dz_o);
     }
   }
 #endif
@@ -648,7 +691,7 @@ inline void variant_cell_backward(int64_t H, const VariantFlags& v, const T* __r
     const T i = a[k], f = a[H + k], g = a[2 * H + k], o = a[3 * H + k];
     const T d_o = dr[k] * act[k];  // B4
     const T dz_o = no_o ? T(0) : d_o * o * (T(1) - o);  // B4 (NOG)
-    const T dc_t = dc[k] + ds[k] + dz_o * p[2 * H + k];  // B4 (peephole p_o)
+    const T dc_t = dc[k] + (ln ? ds[k] : ds_of(k)) + dz_o * p[2 * H + k];  // B4 (peephole p_o)
     dp[2 * H + k] += dz_o * ct[k];  // B4: dp_o
     const T dc_hat = zoned ? (T(1) - zc[k]) * dc_t : dc_t;  // B3: zoneout
     const T di_own = dc_hat * g, df = dc_hat * cp[k], dg = dc_hat * i;  // B3

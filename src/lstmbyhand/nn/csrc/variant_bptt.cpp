@@ -2,8 +2,10 @@
 // equations, F1-F6 and B6-B1) over one layer direction. Same arguments, results and cache as the
 // PyTorch ops (kernels.h). The pointwise rows are cell.h's variant_cell_forward / _backward.
 //
-// F1 runs as two products, because layer norm normalizes W x_t and U h_{t-1} apart: W x_t for all
-// steps in one GEMM before the loop (normalized there, row by row, with layer_norm), U h_in per step.
+// F1 is, without layer norm, one product per step as in the plain kernels: [x_t, h_in] (B, I+P) times
+// [W U]ᵀ, the weights side by side in column panels (blas.h), the pre-activations hot in cache for the
+// rows that follow. With layer norm, which normalizes W x_t and U h_{t-1} apart, it runs as two: W x_t
+// for all steps in one GEMM before the loop (normalized there, row by row), U h_in per step.
 // The batch rows are split into groups, one per thread, as in bptt.cpp (sequence.h).
 #include "blas.h"
 #include "cell.h"
@@ -34,39 +36,99 @@ at::Tensor or_neutral(const c10::optional<at::Tensor>& t, const at::Tensor& x, c
   return t.has_value() ? checked(*t, x, name) : fallback;
 }
 
+// The column ranges [r0, r1) of the 4H gate pre-activations a variant uses, merged: all of them but
+// the blocks of removed gates (input, forget, output; the forget gate when coupled), whose
+// pre-activations F2-F4 never read and whose dz is zero, so that their products are skipped. With
+// layer norm every column is kept (LN mixes the row).
+std::vector<std::pair<int64_t, int64_t>> used_gate_columns(const VariantFlags& v, int64_t H) {
+  const bool removed[4] = {v.no_i, v.no_f || v.coupled, false, v.no_o};
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (int64_t q = 0; q < 4; ++q) {
+    if (removed[q] && !v.layer_norm) continue;
+    if (!ranges.empty() && ranges.back().second == q * H)
+      ranges.back().second = (q + 1) * H;
+    else
+      ranges.emplace_back(q * H, (q + 1) * H);
+  }
+  return ranges;
+}
+
+// C (m, n) = A (m, G) B (G, n) (+ C when add) over the used gate columns of A (the rows of B) only: the
+// other columns of A are zero (dz of a removed gate).
 template <typename T>
-std::vector<at::Tensor> variant_forward_impl(
-    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih_in,
-    const at::Tensor& w_hh_in, const c10::optional<at::Tensor>& bias_in,
-    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
-    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
-    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& ln_c_b,
-    const c10::optional<at::Tensor>& rec_mask, const c10::optional<at::Tensor>& zone_c,
-    const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
-    bool reverse, int64_t flags) {
-  const at::Tensor x = x_in.contiguous();
-  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t H = c0.size(1), P = h0.size(1), G = 4 * H, TB = T_ * B;
-  VariantFlags v(flags);
-  v.zoned_c = zone_c.has_value();
-  v.zoned_h = zone_h.has_value();
-  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
-  const bool masked = rec_mask.has_value();
-  const auto opts = x.options();
-  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
-  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
-  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
-  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
-  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
+void gemm_used_k(const std::vector<std::pair<int64_t, int64_t>>& used, int64_t m, int64_t n,
+                 const T* A, int64_t lda, const T* Bm, int64_t ldb, bool add, T* C, int64_t ldc) {
+  bool first = true;
+  for (const auto& [r0, r1] : used) {
+    gemm<T>(false, false, m, n, r1 - r0, T(1), A + r0, lda, Bm + r0 * ldb, ldb,
+            add || !first ? T(1) : T(0), C, ldc);
+    first = false;
+  }
+}
+
+// One layer direction's arguments as both kernels read them (sizes, flags, the weights and masks
+// checked, absent options as neutral buffers), and the two kernels, F1-F6 and B6-B1, over them.
+template <typename T>
+struct VariantDirection {
+  const at::Tensor x;  // (T, B, I)
+  const int64_t T_, B, I, H, P, G, TB;
+  VariantFlags v;
+  const bool ln, proj, packed, masked, peephole_given;
+  const at::TensorOptions opts;
+  const std::vector<int64_t> rows;  // the running rows at each step
+  // the columns of the gate pre-activations that are used (the products skip the others)
+  const std::vector<std::pair<int64_t, int64_t>> used;
+  const at::Tensor w_ih, w_hh, w_hr;  // (G, I), (G, P), (P, H) or undefined
+  const at::Tensor zeros_g, ones_g;  // (G,) neutral buffers for absent options
+  const at::Tensor peep, g_x, g_h, g_c;  // (3H,) used, (G,), (G,), (H,) used
+  const at::Tensor m, zc, zh;  // (B, P) or undefined, (T, B, H) or zeros_g, (T, B, P) or undefined
+
+  VariantDirection(const at::Tensor& x_in, int64_t H_, int64_t P_, int64_t flags,
+                   const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
+                   const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
+                   const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
+                   const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& rec_mask,
+                   const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
+                   const c10::optional<at::Tensor>& batch_sizes)
+      : x(x_in.contiguous()), T_(x.size(0)), B(x.size(1)), I(x.size(2)), H(H_), P(P_), G(4 * H_),
+        TB(T_ * B), v(zoned(flags, zone_c, zone_h)), ln(v.layer_norm), proj(w_hr_in.has_value()),
+        packed(batch_sizes.has_value()), masked(rec_mask.has_value()),
+        peephole_given(peephole.has_value()), opts(x.options()),
+        rows(active_rows(batch_sizes, T_, B)), used(used_gate_columns(v, H)),
+        w_ih(checked(w_ih_in, x, "weight_ih")), w_hh(checked(w_hh_in, x, "weight_hh")),
+        w_hr(proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor()),
+        zeros_g(at::zeros({G}, opts)), ones_g(at::ones({G}, opts)),
+        peep(or_neutral(peephole, x, "weight_peephole", zeros_g)),
+        g_x(or_neutral(ln_ih, x, "ln_weight_ih", ones_g)),
+        g_h(or_neutral(ln_hh, x, "ln_weight_hh", ones_g)),
+        g_c(or_neutral(ln_c_w, x, "ln_weight_c", ones_g)),
+        m(masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor()),
+        zc(v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g),
+        zh(v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor()) {}
+
+  static VariantFlags zoned(int64_t flags, const c10::optional<at::Tensor>& zone_c,
+                            const c10::optional<at::Tensor>& zone_h) {
+    VariantFlags f(flags);
+    f.zoned_c = zone_c.has_value();
+    f.zoned_h = zone_h.has_value();
+    return f;
+  }
+
+  std::vector<at::Tensor> forward(const at::Tensor& h0, const at::Tensor& c0,
+                                  const c10::optional<at::Tensor>& bias_in,
+                                  const c10::optional<at::Tensor>& ln_c_b, bool reverse) const;
+  std::vector<at::Tensor> backward(const at::Tensor& d_output_in, const at::Tensor& d_hn,
+                                   const at::Tensor& d_cn, bool reverse, int64_t flags,
+                                   const std::vector<at::Tensor>& cache) const;
+};
+
+template <typename T>
+std::vector<at::Tensor> VariantDirection<T>::forward(const at::Tensor& h0, const at::Tensor& c0,
+                                                     const c10::optional<at::Tensor>& bias_in,
+                                                     const c10::optional<at::Tensor>& ln_c_b,
+                                                     bool reverse) const {
   const at::Tensor bias = or_neutral(bias_in, x, "bias", zeros_g);  // (G,)
-  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);  // (3H,) used
-  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);  // (G,)
-  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);  // (G,)
-  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);  // (H,) used
   const at::Tensor b_c = or_neutral(ln_c_b, x, "ln_bias_c", zeros_g);  // (H,) used
-  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();  // (B, P)
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
-  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();  // (T, B, P)
 
   // the cache, in variant_bptt.CACHE's order (LN entries empty without layer norm)
   at::Tensor gates = buffer(packed, {T_, B, G}, opts), h_in = buffer(packed, {T_, B, P}, opts);
@@ -81,13 +143,13 @@ std::vector<at::Tensor> variant_forward_impl(
   at::Tensor output = buffer(packed, {T_, B, P}, opts);
   at::Tensor h = checked(h0, x, "h0").clone(), c = checked(c0, x, "c0").clone();  // (B, P), (B, H)
 
-  // F1's input part, every step at once: a_x = W x_t (T B, G). With layer norm the product lands in
-  // xhat_x's buffer and is normalized there, row by row, LN(a_x); γ_x multiplies it in the step.
-  at::Tensor a_x = ln ? xhat_x : reusable({T_, B, G}, opts);
-  gemm<T>(false, true, TB, G, I, T(1), x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0),
-          a_x.data_ptr<T>(), G);
-  T* axs = a_x.data_ptr<T>();
+  // With layer norm, F1's input part, every step at once: a_x = W x_t (T B, G), into xhat_x's buffer,
+  // normalized there, row by row, LN(a_x); γ_x multiplies it in the step. W is laid out in column
+  // panels (cached across calls, as [W U]), so that in float the product runs on brgemm (blas.h).
+  T* axs = ln ? xhat_x.data_ptr<T>() : nullptr;
   if (ln) {
+    const at::Tensor w_t = paneled_weights({w_ih});  // (I, G) in column panels
+    gemm_panels<T>(TB, G, I, x.data_ptr<T>(), I, w_t.data_ptr<T>(), axs, G);
     T* rs = rstd_x.data_ptr<T>();
     at::parallel_for(0, TB, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
@@ -101,7 +163,14 @@ std::vector<at::Tensor> variant_forward_impl(
     });
   }
 
-  at::Tensor z_buf = reusable({B, G}, opts);  // (B, G) a_h, then z
+  // the products of removed gates are skipped (whole column panels of them): their z stays zero
+  const auto is_used = [&](int64_t c0, int64_t c1) {  // whether columns [c0, c1) meet a used range
+    for (const auto& [r0, r1] : used)
+      if (c0 < r1 && r0 < c1) return true;
+    return false;
+  };
+  const bool skipping = used.size() != 1 || used[0].second - used[0].first != G;
+  at::Tensor z_buf = reusable({B, G}, opts, skipping);  // (B, G) a_h, then z
   at::Tensor r_buf = at::empty({B, H}, opts);  // (B, H) r_t
   at::Tensor hhat_buf = proj ? at::empty({B, P}, opts) : at::Tensor();  // (B, P) W_hr r_t
   at::Tensor chat_junk = ln ? at::Tensor() : at::empty({B, H}, opts);  // LN(c_t) unused
@@ -114,7 +183,12 @@ std::vector<at::Tensor> variant_forward_impl(
   T* rcs = ln ? rstd_c.data_ptr<T>() : rstd_junk.data_ptr<T>();
   T* xhh = ln ? xhat_h.data_ptr<T>() : nullptr;
   T* rsh = ln ? rstd_h.data_ptr<T>() : nullptr;
-  const at::Tensor u_t = paneled_weights({w_hh});  // (P, G) in column panels (blas.h)
+  // the per-step product's left side, (B, K): [x_t, h_in] without layer norm, h_in (the cache row) with
+  const int64_t K = ln ? P : I + P;
+  at::Tensor xh = ln ? at::Tensor() : reusable({B, K}, opts);
+  T* xhs = ln ? nullptr : xh.data_ptr<T>();
+  const T* xs = x.data_ptr<T>();
+  const at::Tensor u_t = ln ? paneled_weights({w_hh}) : paneled_weights({w_ih, w_hh});  // (K, G) panels
   const T *uh = u_t.data_ptr<T>(), *whr = proj ? w_hr.data_ptr<T>() : nullptr;
   const T *bs = bias.data_ptr<T>(), *ps = peep.data_ptr<T>(), *gh = g_h.data_ptr<T>();
   const T* gx = g_x.data_ptr<T>();
@@ -122,6 +196,7 @@ std::vector<at::Tensor> variant_forward_impl(
   const T* ms = masked ? m.data_ptr<T>() : nullptr;
   const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
 
+  const bool direct = !proj && !v.zoned_h;  // r_t is h_t: the cell writes it into the output row
   auto step = [&](int64_t s, int64_t j0, int64_t j1) {
     const int64_t t = step_at(s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
     if (n == j0) return;
@@ -134,22 +209,31 @@ std::vector<at::Tensor> variant_forward_impl(
       } else {
         std::memcpy(hi, hj, P * sizeof(T));
       }
+      if (!ln) {  // [x_t, h_in]
+        std::memcpy(xhs + j * K, xs + (t * B + j) * I, I * sizeof(T));
+        std::memcpy(xhs + j * K + I, hi, P * sizeof(T));
+      }
     }
-    gemm_panels<T>(n - j0, G, P, hin + (t * B + j0) * P, P, uh, zs + j0 * G,
-                   G);  // (n - j0, G) F1: a_h = U h_in
+    const T* left = ln ? hin + (t * B + j0) * P : xhs + j0 * K;
+    // (n - j0, G) F1: W x_t + U h_in (with layer norm a_h = U h_in), panel by panel as gemm_panels
+    over_column_chunks(n - j0, G, K, [&](int64_t c0, int64_t c1) {
+      if (is_used(c0, c1))
+        gemm<T>(false, false, n - j0, c1 - c0, K, T(1), left, K, uh + c0 * K, c1 - c0, T(0),
+                zs + j0 * G + c0, G);
+    });
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
       T* z = zs + j * G;
-      const T* ax = axs + row * G;
-      if (ln) {  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h + b
-        rsh[row] = layer_norm_gates_row(G, z, ax, gx, gh, bs, xhh + row * G);
-      } else {
-        for (int64_t k = 0; k < G; ++k) z[k] = ax[k] + z[k] + bs[k];  // F1
-      }
-      variant_cell_forward(H, v, z, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
+      if (ln)  // F1: LN(a_h), z = LN(a_x) γ_x + LN(a_h) γ_h
+        rsh[row] = layer_norm_gates_row(G, z, axs + row * G, gx, gh, xhh + row * G);
+      variant_cell_forward(H, v, z, bs, ps, v.zoned_c ? zcs + row * H : zcs, gc, bc, cs + j * H, gs + row * G,
                            cps + row * H, cts + row * H, acts + row * H,
                            ln ? chats + row * H : chats + j * H, ln ? rcs + row : rcs + j,
-                           rb + j * H);  // F2-F4
+                           direct ? out + row * P : rb + j * H);  // F2-F4
+    }
+    if (direct) {  // F5-F6: h_t = r_t, already in the output row
+      for (int64_t j = j0; j < n; ++j) std::memcpy(hs + j * P, out + (t * B + j) * P, P * sizeof(T));
+      return;
     }
     if (proj)
       gemm<T>(false, true, n - j0, P, H, T(1), rb + j0 * H, H, whr, H, T(0), hh + j0 * P,
@@ -174,44 +258,18 @@ std::vector<at::Tensor> variant_forward_impl(
       }
     }
   };
-  run_row_groups(B, choose_row_groups(B, G, P), T_,
+  run_row_groups(B, choose_row_groups(B, G, K), T_,
                  [&](int64_t s, int64_t j0, int64_t j1, int64_t) { step(s, j0, j1); });
   return {output, h, c, gates, h_in, c_prev, c_t, act, xhat_x, rstd_x, xhat_h, rstd_h, chat, rstd_c};
 }
 
 template <typename T>
-std::vector<at::Tensor> variant_backward_impl(
-    const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
-    const at::Tensor& x_in, const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
-    const c10::optional<at::Tensor>& w_hr_in, const c10::optional<at::Tensor>& peephole,
-    const c10::optional<at::Tensor>& ln_ih, const c10::optional<at::Tensor>& ln_hh,
-    const c10::optional<at::Tensor>& ln_c_w, const c10::optional<at::Tensor>& rec_mask,
-    const c10::optional<at::Tensor>& zone_c, const c10::optional<at::Tensor>& zone_h,
-    const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
-    const std::vector<at::Tensor>& cache) {
-  const at::Tensor x = x_in.contiguous();
-  const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t H = d_cn.size(1), P = d_hn.size(1), G = 4 * H, TB = T_ * B;
-  VariantFlags v(flags);
-  v.zoned_c = zone_c.has_value();
-  v.zoned_h = zone_h.has_value();
-  const bool ln = v.layer_norm, proj = w_hr_in.has_value(), packed = batch_sizes.has_value();
-  const bool masked = rec_mask.has_value();
-  const auto opts = x.options();
-  const std::vector<int64_t> rows = active_rows(batch_sizes, T_, B);
+std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output_in,
+                                                      const at::Tensor& d_hn, const at::Tensor& d_cn,
+                                                      bool reverse, int64_t flags,
+                                                      const std::vector<at::Tensor>& cache) const {
   const int64_t groups = choose_row_groups(B, G, P);
   const at::Tensor d_output = checked(d_output_in, x, "d_output");  // (T, B, P)
-  const at::Tensor w_ih = checked(w_ih_in, x, "weight_ih");  // (G, I)
-  const at::Tensor w_hh = checked(w_hh_in, x, "weight_hh");  // (G, P)
-  const at::Tensor w_hr = proj ? checked(*w_hr_in, x, "weight_hr") : at::Tensor();  // (P, H)
-  const at::Tensor zeros_g = at::zeros({G}, opts), ones_g = at::ones({G}, opts);
-  const at::Tensor peep = or_neutral(peephole, x, "weight_peephole", zeros_g);
-  const at::Tensor g_x = or_neutral(ln_ih, x, "ln_weight_ih", ones_g);
-  const at::Tensor g_h = or_neutral(ln_hh, x, "ln_weight_hh", ones_g);
-  const at::Tensor g_c = or_neutral(ln_c_w, x, "ln_weight_c", ones_g);
-  const at::Tensor m = masked ? checked(*rec_mask, x, "recurrent_mask") : at::Tensor();
-  const at::Tensor zc = v.zoned_c ? checked(*zone_c, x, "zone_c") : zeros_g;  // (T, B, H) or unused
-  const at::Tensor zh = v.zoned_h ? checked(*zone_h, x, "zone_h") : at::Tensor();
   const char* names[] = {"gates", "h_in", "c_prev", "c_t", "act", "xhat_x",
                          "rstd_x", "xhat_h", "rstd_h", "chat", "rstd_c"};
   TORCH_CHECK(cache.size() == 11, "cache: expected 11 tensors, got ", cache.size());
@@ -268,11 +326,8 @@ std::vector<at::Tensor> variant_backward_impl(
           dhat[k] = (T(1) - zeta[k]) * dh_t;  // B5: zoneout
           dhj[k] = zeta[k] * dh_t;  // B5: dh_{t-1} ← ζ_h dh_t
         }
-      } else {
-        for (int64_t k = 0; k < P; ++k) {
-          dhat[k] = dhj[k] + d_out[k];  // B6
-          dhj[k] = T(0);  // B5: ζ_h = 0
-        }
+      } else {  // B5: ζ_h = 0, dh_{t-1} gets da_h U alone (below)
+        for (int64_t k = 0; k < P; ++k) dhat[k] = dhj[k] + d_out[k];  // B6
       }
     }
     const T* dr = dhats + t * B * P;  // without projection dr = dĥ (B5)
@@ -293,15 +348,22 @@ std::vector<at::Tensor> variant_backward_impl(
                                       sums + G + 5 * H, gx, xhx + row * G, rsx[row],
                                       sums + 2 * G + 5 * H);
     }
-    gemm<T>(false, false, n - j0, P, G, T(1), dahs + (t * B + j0) * G, G, whh, P, T(0),
-            recs + j0 * P, P);  // (n - j0, P) B1: da_h U
-    for (int64_t j = j0; j < n; ++j) {  // B1: dh_{t-1} += m ⊙ (da_h U)
+    // B1: dh_{t-1} += m ⊙ (da_h U); without the mask the product lands in dh itself (added to ζ_h dh_t
+    // with zoneout, written over dh otherwise: B5 left nothing there)
+    // (the columns of removed gates are zero: skipped)
+    const T* da = dahs + (t * B + j0) * G;
+    if (!masked) {
+      gemm_used_k<T>(used, n - j0, P, da, G, whh, P, v.zoned_h, dhs + j0 * P, P);  // (n - j0, P)
+      return;
+    }
+    gemm_used_k<T>(used, n - j0, P, da, G, whh, P, false, recs + j0 * P, P);  // (n - j0, P) da_h U
+    for (int64_t j = j0; j < n; ++j) {
       T* dhj = dhs + j * P;
       const T* rec = recs + j * P;
-      if (masked) {
+      if (v.zoned_h) {
         for (int64_t k = 0; k < P; ++k) dhj[k] += ms[j * P + k] * rec[k];
       } else {
-        for (int64_t k = 0; k < P; ++k) dhj[k] += rec[k];
+        for (int64_t k = 0; k < P; ++k) dhj[k] = ms[j * P + k] * rec[k];
       }
     }
   };
@@ -320,17 +382,22 @@ std::vector<at::Tensor> variant_backward_impl(
   at::Tensor dx = at::empty({0}, opts);  // empty where x needs no gradient (kNoDx)
   if (!(flags & kNoDx)) {
     dx = at::empty({T_, B, I}, opts);
-    gemm<T>(false, false, TB, I, G, T(1), da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, T(0),
-            dx.data_ptr<T>(), I);  // dx = da_x W
+    gemm_used_k<T>(used, TB, I, da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, false,
+                   dx.data_ptr<T>(), I);  // dx = da_x W
   }
-  at::Tensor d_w_ih = at::mm(da_x.t(), x.view({TB, I}));  // (G, I) dW = Σ da_xᵀ x_t
-  at::Tensor d_w_hh = at::mm(da_h.view({TB, G}).t(), h_in.view({TB, P}));  // (G, P) dU
+  // dW = Σ da_xᵀ x_t (G, I), dU = Σ da_hᵀ h_in (G, P), the rows of removed gates zero
+  at::Tensor d_w_ih = at::zeros({G, I}, opts), d_w_hh = at::zeros({G, P}, opts);
+  for (const auto& [r0, r1] : used) {
+    at::Tensor rows_ih = d_w_ih.narrow(0, r0, r1 - r0), rows_hh = d_w_hh.narrow(0, r0, r1 - r0);
+    at::mm_out(rows_ih, da_x.narrow(1, r0, r1 - r0).t(), x.view({TB, I}));
+    at::mm_out(rows_hh, da_h.view({TB, G}).narrow(1, r0, r1 - r0).t(), h_in.view({TB, P}));
+  }
   at::Tensor d_w_hr = at::empty({0}, opts);
   if (proj) {
     at::Tensor r = gates.narrow(2, 3 * H, H) * act;  // (T, B, H) F4 again
     d_w_hr = at::mm(dhat.view({TB, P}).t(), r.reshape({TB, H}));  // (P, H) B5
   }
-  at::Tensor d_peep = peephole.has_value() ? sums.narrow(0, G, 3 * H).clone() : at::empty({0}, opts);
+  at::Tensor d_peep = peephole_given ? sums.narrow(0, G, 3 * H).clone() : at::empty({0}, opts);
   at::Tensor d_ln_c_w = ln ? sums.narrow(0, G + 3 * H, H).clone() : at::empty({0}, opts);
   at::Tensor d_ln_c_b = ln ? sums.narrow(0, G + 4 * H, H).clone() : at::empty({0}, opts);
   return {dx, dh, dc, d_w_ih, d_w_hh, sums.narrow(0, 0, G).clone(), d_w_hr, d_peep,
@@ -356,11 +423,12 @@ std::vector<at::Tensor> variant_forward(
     const c10::optional<at::Tensor>& zone_h, const c10::optional<at::Tensor>& batch_sizes,
     bool reverse, int64_t flags) {
   check_variant_input(x);
+  const int64_t H = c0.size(1), P = h0.size(1);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_forward", [&] {
-    return variant_forward_impl<scalar_t>(x, h0, c0, weight_ih, weight_hh, bias, weight_hr,
-                                          weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
-                                          ln_bias_c, recurrent_mask, zone_c, zone_h, batch_sizes,
-                                          reverse, flags);
+    const VariantDirection<scalar_t> d(x, H, P, flags, weight_ih, weight_hh, weight_hr,
+                                       weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
+                                       recurrent_mask, zone_c, zone_h, batch_sizes);
+    return d.forward(h0, c0, bias, ln_bias_c, reverse);
   });
 }
 
@@ -374,11 +442,12 @@ std::vector<at::Tensor> variant_backward(
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, int64_t flags,
     const std::vector<at::Tensor>& cache) {
   check_variant_input(x);
+  const int64_t H = d_cn.size(1), P = d_hn.size(1);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmbyhand.variant_backward", [&] {
-    return variant_backward_impl<scalar_t>(d_output, d_hn, d_cn, x, weight_ih, weight_hh,
-                                           weight_hr, weight_peephole, ln_weight_ih, ln_weight_hh,
-                                           ln_weight_c, recurrent_mask, zone_c, zone_h, batch_sizes,
-                                           reverse, flags, cache);
+    const VariantDirection<scalar_t> d(x, H, P, flags, weight_ih, weight_hh, weight_hr,
+                                       weight_peephole, ln_weight_ih, ln_weight_hh, ln_weight_c,
+                                       recurrent_mask, zone_c, zone_h, batch_sizes);
+    return d.backward(d_output, d_hn, d_cn, reverse, flags, cache);
   });
 }
 
