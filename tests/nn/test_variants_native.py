@@ -242,3 +242,57 @@ def test_removed_gates_products_are_skipped_and_their_weights_get_no_gradient(na
     for q in blocks:
         assert d_w_ih[q * H_ : (q + 1) * H_].abs().max() == 0
         assert d_w_hh[q * H_ : (q + 1) * H_].abs().max() == 0
+
+
+@pytest.mark.parametrize("name", ["plain", "layer_norm", "peephole+coupled+layer_norm"])
+@pytest.mark.parametrize(
+    ("T_", "B_", "H_", "threads"),
+    [
+        (7, 100, 4, 1),  # one row group: the weight gradients every 2 steps, dz / da_h a ring of 2
+        (3, 32, 64, 2),  # two row groups (threads): the weight gradients once, over all steps
+    ],
+)
+def test_the_backward_weight_gradients_in_step_chunks_and_row_groups_equal_the_declaration(
+    name, T_, B_, H_, threads
+):
+    """The compiled backward multiplies da_x and da_h into dW, dU and dx every C steps (C B about
+    256 rows) with one row group, through slots reused for later steps, and once after the loop with
+    several: both, whole, packed (rows that stop running, whose reused slots must read zero) and
+    reversed, equal the Python kernels (variant_bptt) in float64, every result."""
+    v = VARIANTS[name]
+    g = torch.Generator().manual_seed(5)
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, generator=g)
+
+    I_, G_ = 3, 4 * H_
+    ln = (rand(G_), rand(G_), rand(H_), rand(H_)) if v.layer_norm else (None,) * 4
+    weights = (
+        rand(G_, I_),
+        rand(G_, H_),
+        rand(G_),
+        None,
+        rand(3 * H_) if v.peephole else None,
+        *ln,
+    )
+    x, h0, c0 = rand(T_, B_, I_), rand(B_, H_), rand(B_, H_)
+    d_out, d_hn, d_cn = rand(T_, B_, H_), rand(B_, H_), rand(B_, H_)
+    sizes = torch.linspace(B_, 1, T_).round().long()  # non-increasing, B_ down to 1
+    compiled = variant_bptt.kernels_for(x)
+    assert compiled is not variant_bptt
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for batch_sizes, reverse in [(None, False), (sizes, False), (sizes, True)]:
+            results = []
+            for kernels in (compiled, variant_bptt):
+                tail = (None, None, None, batch_sizes, reverse, v.flags)  # no masks
+                fwd = kernels.forward(x, h0, c0, *weights, *tail)
+                back_weights = (*weights[:2], *weights[3:8])  # no bias, no ln_bias_c
+                bwd = kernels.backward(d_out, d_hn, d_cn, x, *back_weights, *tail, *fwd[3:])
+                results.append((*fwd[:3], *bwd))
+            for a, b in zip(*results, strict=True):
+                scale = max(1.0, b.abs().amax().item() if b.numel() else 1.0)
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-11 * scale)
+    finally:
+        torch.set_num_threads(previous)

@@ -280,10 +280,17 @@ std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output
   const at::Tensor &act = saved[4], &xhat_x = saved[5], &rstd_x = saved[6], &xhat_h = saved[7];
   const at::Tensor &rstd_h = saved[8], &chat = saved[9], &rstd_c = saved[10];
 
-  // (T, B, G) dz; with layer norm each row becomes da_x = LN'(dz γ_x) in the step that made it (the
+  // The weight gradients (and dx) are products over the rows of da_x and da_h. With one row group they
+  // run every C steps (the steps of t in [c C, c C + C), C B about 256 rows), on rows still in cache,
+  // and dz and da_h are rings of C steps (slot t mod C) that never leave the cache; with several
+  // groups (threads, each running all steps on its own rows) once after the loop, over all T steps.
+  const bool chunked = groups == 1;
+  const int64_t C = chunked ? std::min(T_, std::max<int64_t>(1, 256 / B)) : T_;
+  const auto slot = [&](int64_t t) { return chunked ? t % C : t; };
+  // (C, B, G) dz; with layer norm each row becomes da_x = LN'(dz γ_x) in the step that made it (the
   // gradient of W x_t; dz itself is not needed after its step), without, da_x = dz
-  at::Tensor dz = buffer(packed, {T_, B, G}, opts);
-  at::Tensor da_h = ln ? buffer(packed, {T_, B, G}, opts) : dz;  // (T, B, G) gradient of U h_in
+  at::Tensor dz = buffer(packed, {C, B, G}, opts);
+  at::Tensor da_h = ln ? buffer(packed, {C, B, G}, opts) : dz;  // (C, B, G) gradient of U h_in
   at::Tensor dhat = buffer(packed, {T_, B, P}, opts);  // (T, B, P) dĥ
   at::Tensor dh = checked(d_hn, x, "d_hn").clone(), dc = checked(d_cn, x, "d_cn").clone();
   const int64_t W = G + 3 * H + 2 * H + 2 * G;  // each group's sums: db | dp | dγ_c | dβ_c | dγ_h | dγ_x
@@ -311,8 +318,14 @@ std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output
   const T* ms = masked ? m.data_ptr<T>() : nullptr;
   const T* zhs = v.zoned_h ? zh.data_ptr<T>() : nullptr;
 
-  auto step = [&](int64_t s, int64_t j0, int64_t j1, T* sums) {
-    const int64_t t = step_at(T_ - 1 - s, T_, reverse), n = std::max(j0, std::min(rows[t], j1));
+  auto step = [&](int64_t t, int64_t j0, int64_t j1, T* sums) {
+    const int64_t n = std::max(j0, std::min(rows[t], j1));
+    T* dz_t = dzs + slot(t) * B * G;  // (B, G) this step's rows of dz (da_x), da_h
+    T* da_t = dahs + slot(t) * B * G;
+    if (chunked && packed && n < j1) {  // rows that do not run: zero in the ring (a slot is reused)
+      std::memset(dz_t + n * G, 0, (j1 - n) * G * sizeof(T));
+      if (ln) std::memset(da_t + n * G, 0, (j1 - n) * G * sizeof(T));
+    }
     if (n == j0) return;
     for (int64_t j = j0; j < n; ++j) {
       const int64_t row = t * B + j;
@@ -341,17 +354,17 @@ std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output
       variant_cell_backward(H, v, gs + row * G, cps + row * H, cts + row * H, acts + row * H,
                             ln ? chats + row * H : chats, ln ? rcs[row] : T(1), ps,
                             v.zoned_c ? zcs + row * H : zcs,
-                            gc, dr + j * H, dcs + j * H, dzs + row * G, sums, sums + G,
+                            gc, dr + j * H, dcs + j * H, dz_t + j * G, sums, sums + G,
                             sums + G + 3 * H, sums + G + 4 * H, dss + j * H);  // B4-B2
       if (ln)  // B1: da_h = LN'(dz γ_h), da_x = LN'(dz γ_x) (over dz), dγ_h, dγ_x += dz ⊙ LN(a)
-        layer_norm_gates_backward_row(G, dzs + row * G, gh, xhh + row * G, rsh[row], dahs + row * G,
+        layer_norm_gates_backward_row(G, dz_t + j * G, gh, xhh + row * G, rsh[row], da_t + j * G,
                                       sums + G + 5 * H, gx, xhx + row * G, rsx[row],
                                       sums + 2 * G + 5 * H);
     }
     // B1: dh_{t-1} += m ⊙ (da_h U); without the mask the product lands in dh itself (added to ζ_h dh_t
     // with zoneout, written over dh otherwise: B5 left nothing there)
     // (the columns of removed gates are zero: skipped)
-    const T* da = dahs + (t * B + j0) * G;
+    const T* da = da_t + j0 * G;
     if (!masked) {
       gemm_used_k<T>(used, n - j0, P, da, G, whh, P, v.zoned_h, dhs + j0 * P, P);  // (n - j0, P)
       return;
@@ -367,30 +380,41 @@ std::vector<at::Tensor> VariantDirection<T>::backward(const at::Tensor& d_output
       }
     }
   };
+  // B1 over the steps t0 <= t < t1 (their slots 0.. in order): dx = da_x W, dW += Σ da_xᵀ x_t (G, I),
+  // dU += Σ da_hᵀ h_in (G, P), the rows of removed gates left zero
+  at::Tensor dx = at::empty({0}, opts);  // empty where x needs no gradient (kNoDx)
+  if (!(flags & kNoDx)) dx = at::empty({T_, B, I}, opts);
+  at::Tensor d_w_ih = at::zeros({G, I}, opts), d_w_hh = at::zeros({G, P}, opts);
+  T *dxs = dx.numel() ? dx.data_ptr<T>() : nullptr, *dws = d_w_ih.data_ptr<T>();
+  T* dus = d_w_hh.data_ptr<T>();
+  const T *xs = x.data_ptr<T>(), *hins = h_in.data_ptr<T>(), *wih = w_ih.data_ptr<T>();
+  const auto weight_gradients = [&](int64_t t0, int64_t t1) {
+    const int64_t k = (t1 - t0) * B;  // rows
+    const T *dax = dzs + slot(t0) * B * G, *dah = dahs + slot(t0) * B * G;
+    if (dxs)
+      gemm_used_k<T>(used, k, I, dax, G, wih, I, false, dxs + t0 * B * I, I);  // (k, I) dx = da_x W
+    for (const auto& [r0, r1] : used) {
+      gemm<T>(true, false, r1 - r0, I, k, T(1), dax + r0, G, xs + t0 * B * I, I, T(1), dws + r0 * I,
+              I);  // (r1 - r0, I) dW += da_xᵀ x
+      gemm<T>(true, false, r1 - r0, P, k, T(1), dah + r0, G, hins + t0 * B * P, P, T(1),
+              dus + r0 * P, P);  // (r1 - r0, P) dU += da_hᵀ h_in
+    }
+  };
   run_row_groups(B, groups, T_, [&](int64_t s, int64_t j0, int64_t j1, int64_t g) {
-    step(s, j0, j1, pts + g * W);
+    const int64_t t = step_at(T_ - 1 - s, T_, reverse);
+    step(t, j0, j1, pts + g * W);
+    if (!chunked) return;
+    const int64_t t0 = t - t % C, t1 = std::min(t0 + C, T_);
+    if (t == (reverse ? t1 - 1 : t0)) weight_gradients(t0, t1);  // the chunk's last step done
   });
+  if (!chunked) weight_gradients(0, T_);
 
   // B1 over all steps at once
   const at::Tensor sums = parts.sum(0);  // (W,)
-  const at::Tensor da_x = dz.view({TB, G});  // (T B, G)
   at::Tensor d_ln_ih = at::empty({0}, opts), d_ln_hh = at::empty({0}, opts);
   if (ln) {
     d_ln_hh = sums.narrow(0, G + 5 * H, G).clone();  // dγ_h
     d_ln_ih = sums.narrow(0, 2 * G + 5 * H, G).clone();  // dγ_x
-  }
-  at::Tensor dx = at::empty({0}, opts);  // empty where x needs no gradient (kNoDx)
-  if (!(flags & kNoDx)) {
-    dx = at::empty({T_, B, I}, opts);
-    gemm_used_k<T>(used, TB, I, da_x.data_ptr<T>(), G, w_ih.data_ptr<T>(), I, false,
-                   dx.data_ptr<T>(), I);  // dx = da_x W
-  }
-  // dW = Σ da_xᵀ x_t (G, I), dU = Σ da_hᵀ h_in (G, P), the rows of removed gates zero
-  at::Tensor d_w_ih = at::zeros({G, I}, opts), d_w_hh = at::zeros({G, P}, opts);
-  for (const auto& [r0, r1] : used) {
-    at::Tensor rows_ih = d_w_ih.narrow(0, r0, r1 - r0), rows_hh = d_w_hh.narrow(0, r0, r1 - r0);
-    at::mm_out(rows_ih, da_x.narrow(1, r0, r1 - r0).t(), x.view({TB, I}));
-    at::mm_out(rows_hh, da_h.view({TB, G}).narrow(1, r0, r1 - r0).t(), h_in.view({TB, P}));
   }
   at::Tensor d_w_hr = at::empty({0}, opts);
   if (proj) {
