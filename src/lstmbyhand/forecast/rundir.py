@@ -108,6 +108,7 @@ def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> byt
     spec = getattr(safetensors, "TensorSpec", None)
     if spec is None or sys.byteorder != "little":
         return st_save(tensors, metadata=metadata)
+    tensors = {k: t.detach().cpu().contiguous() for k, t in tensors.items()}  # (no copy if so)
     empty = np.empty(0, dtype=np.uint8)  # a valid address for tensors of no elements
     flat = {
         name: spec(dtype=str(t.dtype).split(".")[-1], shape=t.shape,
@@ -437,12 +438,16 @@ class RunDir:
     def read_refit_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         return load_tensors(self.file(REFIT_STATE), "refit state", self.run_id)
 
+    def _save_arrays(self, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """numpy arrays as the run file `name` (as tensors: save_tensors)."""
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        save_tensors(self.file(name), tensors, meta, self.run_id)
+
     def write_statistical(self, saved: tuple[dict[str, np.ndarray], dict]) -> None:
         """The statistical forecasts `baselines.stored` returns; nothing when there are none."""
         arrays, meta = saved
         if arrays:
-            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-            save_tensors(self.file(FORECASTS), tensors, meta, self.run_id)
+            self._save_arrays(FORECASTS, arrays, meta)
 
     def read_statistical(self) -> tuple[dict[str, np.ndarray], dict] | None:
         """The stored statistical forecasts, checked (integrity, run id, layout); None when the
@@ -468,9 +473,7 @@ class RunDir:
             if self.file(SERIES).is_file():
                 self.file(SERIES).unlink()
             return
-        arrays, meta = kept
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        save_tensors(self.file(SERIES), tensors, meta, self.run_id)
+        self._save_arrays(SERIES, *kept)
 
     def read_series(self, path: str, digest: str):
         """The kept series as a `Panel` when the run has them and `digest` (the SHA-256 of the

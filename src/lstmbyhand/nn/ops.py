@@ -83,13 +83,22 @@ def _operator(fn):
     return getattr(torch.ops.lstmbyhand, fn.__name__)
 
 
+def _states(
+    x: Tensor, h0: Tensor | None, c0: Tensor | None, weight_hh: Tensor,
+    dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """h0 (B, P) and c0 (B, H) with zeros (of `dtype`, else x's) where absent."""
+    B, (G, P) = x.shape[1], weight_hh.shape
+    h0 = x.new_zeros(B, P, dtype=dtype) if h0 is None else h0
+    c0 = x.new_zeros(B, G // 4, dtype=dtype) if c0 is None else c0
+    return h0, c0
+
+
 def _kernel_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) -> list:
     """The kernels' (x, h0, c0, W, U, b, W_hr) in the compute dtype, contiguous: absent states as
     zeros, b = b_ih + b_hh (None without biases)."""
     dtype = _compute_dtype(x)
-    B, (G, P) = x.shape[1], weight_hh.shape
-    h0 = x.new_zeros(B, P, dtype=dtype) if h0 is None else h0
-    c0 = x.new_zeros(B, G // 4, dtype=dtype) if c0 is None else c0
+    h0, c0 = _states(x, h0, c0, weight_hh, dtype)
     b_ih, b_hh = _cast(bias_ih, dtype), _cast(bias_hh, dtype)
     bias = bptt.combined_bias(b_ih, b_hh)
     return [
@@ -314,11 +323,9 @@ def _readable(primals: list, batch_sizes: Tensor | None, reverse: bool):
 def _jvp(ctx, *tangents):
     """Forward-mode AD (torch.func.jvp, jacfwd, hessian): the jvp of the readable loop."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors
-    P, H = w_hh.shape[1], w_hh.shape[0] // 4
-    B = x.shape[1]
     # the readable loop's primals (x, h0, c0, W, U, b, W_hr): zero states for absent ones, and
     # b = b_ih + b_hh with the tangents' sum
-    states = [x.new_zeros(B, n) if s is None else s for s, n in ((h0, P), (c0, H))]
+    states = _states(x, h0, c0, w_hh)
     primals = [x, *states, w_ih, w_hh, bptt.combined_bias(b_ih, b_hh), w_hr]
     t_b = [t if t is not None or b is None else torch.zeros_like(b)
            for b, t in ((b_ih, tangents[5]), (b_hh, tangents[6]))]  # fmt: skip
@@ -589,10 +596,7 @@ def lstm_sequence(
         from lstmbyhand.nn import onnx  # (imports torch._dynamo: only once capturing)
 
         if onnx.exporting():  # torch.onnx.export: ONNX's own LSTM operator (nn/onnx.py)
-            B, (G, P) = x.shape[1], weight_hh.shape
-            h0 = x.new_zeros(B, P) if h0 is None else h0
-            c0 = x.new_zeros(B, G // 4) if c0 is None else c0
-
+            h0, c0 = _states(x, h0, c0, weight_hh)
             return onnx.lstm_node(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   batch_sizes, reverse)  # fmt: skip
         if torch.jit.is_tracing() or torch.compiler.is_exporting() or _differentiated(args):
@@ -610,9 +614,7 @@ def lstm_sequence(
         # torch.func.jvp cannot nest: the readable loop, which autograd differentiates both ways
         xs, h, c, w_ih, w_hh, b_ih, b_hh, w_hr = args  # (autocast applied)
         assert xs is not None and w_ih is not None and w_hh is not None
-        B, (G, P) = xs.shape[1], w_hh.shape
-        h = xs.new_zeros(B, P) if h is None else h
-        c = xs.new_zeros(B, G // 4) if c is None else c
+        h, c = _states(xs, h, c, w_hh)
         return reference_sequence(xs, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)[:3]
     if torch._C._is_torch_function_mode_enabled():  # a mode (FlopCounter, ...) sees the operator
         return torch.ops.lstmbyhand.forward(*args, batch_sizes, reverse)[:3]
